@@ -1,0 +1,103 @@
+"""Reading audio: any format soundfile reads, any channel count, any rate -> mono float32.
+
+``load_audio(path, 16000)`` returns a 1-D float32 tensor in [-1, 1] at the requested rate.
+Decoding goes through libsndfile (wav, flac, ogg/vorbis, opus, mp3 with libsndfile >= 1.1);
+headerless PCM is read when the caller gives its layout (:class:`RawFormat`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as taf
+
+SAMPLE_RATE = 16000  # the model's default input rate (Hz)
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class RawFormat:
+    """Layout of a headerless PCM file (``.raw``/``.pcm``), which carries no header to read."""
+
+    sample_rate: int
+    channels: int = 1
+    subtype: str = "PCM_16"
+    endian: str = "FILE"
+
+
+def audio_info(path: str | Path) -> tuple[float, int]:
+    """(duration in seconds, native sample rate) read from the header, without decoding."""
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # soundfile raises several types; all mean "unreadable"
+        raise AudioError(f"{path}: cannot read audio header ({_short(exc)})") from None
+    return info.frames / info.samplerate, info.samplerate
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+def _read(path: Path, raw: RawFormat | None) -> tuple[np.ndarray, int]:
+    kwargs = {}
+    if raw is not None:
+        kwargs = dict(
+            samplerate=raw.sample_rate,
+            channels=raw.channels,
+            subtype=raw.subtype,
+            endian=raw.endian,
+            format="RAW",
+        )
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True, **kwargs)
+    except Exception as exc:
+        raise AudioError(f"{path}: cannot decode audio ({_short(exc)})") from None
+    return data, rate
+
+
+@lru_cache(maxsize=16)
+def _resample_kernel_key(orig: int, new: int) -> tuple[int, int]:
+    # Resampling works on the reduced ratio; caching keeps the gcd out of the hot loop.
+    g = np.gcd(orig, new)
+    return orig // g, new // g
+
+
+def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
+    """Band-limited (windowed sinc) resampling of ``wave`` [..., N] between two rates."""
+    if orig_rate == new_rate:
+        return wave
+    orig, new = _resample_kernel_key(int(orig_rate), int(new_rate))
+    return taf.resample(wave, orig, new)
+
+
+def load_audio(
+    path: str | Path, sample_rate: int = SAMPLE_RATE, raw: RawFormat | None = None
+) -> torch.Tensor:
+    """Decode ``path`` to a mono float32 tensor [N] at ``sample_rate``.
+
+    Channels are averaged; the rate is converted with a windowed-sinc resampler.
+    Raises :class:`AudioError` (naming the file) for missing, empty, corrupt or
+    non-finite audio.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: file not found")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    data, rate = _read(path, raw)
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: contains no audio samples")
+    if not np.isfinite(data).all():
+        raise AudioError(f"{path}: contains NaN or infinite samples")
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
+    return resample(wave, rate, sample_rate)

@@ -1,0 +1,170 @@
+"""Command-line entry points. The only module that imports Hydra.
+
+- ``asr-train``      Hydra app over ``conf/train.yaml`` (schemas from :mod:`asr.config`)
+- ``asr-evaluate``   Hydra app over ``conf/evaluate.yaml``
+- ``asr-transcribe`` FILE... -m CHECKPOINT (argparse: files in, text out, like whisper)
+- ``asr-prepare``    corpus converters (LibriSpeech, folder, TSV) -> manifests
+- ``asr-demo-corpus`` generates the synthetic espeak-ng demo corpus
+
+The configs ship inside the package (``asr.conf``), so Hydra finds them through
+``pkg://asr.conf`` from an editable and from a regular install alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from asr.config import DecodingConfig, EvaluateConfig, ModelConfig, TrainRunConfig
+
+CONFIG_PATH = "pkg://asr.conf"
+
+log = logging.getLogger("asr")
+
+
+def _default_cache() -> str:
+    from asr.demo import default_cache_dir
+
+    return str(default_cache_dir())
+
+
+def register_configs() -> None:
+    """Schemas in Hydra's ConfigStore; conf/*.yaml extend them. Safe to call twice."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainRunConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="decoding", name="decoding_schema", node=DecodingConfig)
+    if not OmegaConf.has_resolver("asr_cache"):
+        # ${asr_cache:} in YAML: where generated corpora live (never inside the repository)
+        OmegaConf.register_new_resolver("asr_cache", _default_cache)
+
+
+register_configs()
+
+
+def _output_dir(explicit: str = "") -> Path:
+    return Path(explicit) if explicit else Path(HydraConfig.get().runtime.output_dir)
+
+
+def _fail(program: str, exc: BaseException) -> None:
+    """One line on stderr naming the problem, exit status 2 (no traceback for bad input)."""
+    print(f"{program}: error: {exc}", file=sys.stderr)
+    sys.exit(2)
+
+
+# Errors that are the user's input, reported in one line; anything else is a bug: traceback.
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from asr.audio import AudioError
+    from asr.checkpoint import CheckpointError
+    from asr.manifest import ManifestError
+    from asr.text import UnknownCharacterError
+    from asr.train import TrainingError
+
+    return (
+        AudioError,
+        CheckpointError,
+        ManifestError,
+        UnknownCharacterError,
+        TrainingError,
+        ValueError,
+    )
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+def train_main(cfg: DictConfig) -> None:
+    """asr-train: train a BiLSTM-CTC model (see conf/train.yaml)."""
+    from asr.train import train
+
+    config: TrainRunConfig = OmegaConf.to_object(cfg)
+    try:
+        summary = train(config, _output_dir())
+    except _user_errors() as exc:
+        _fail("asr-train", exc)
+    log.info("done: %s", summary)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
+def evaluate_main(cfg: DictConfig) -> None:
+    """asr-evaluate: score a checkpoint on manifests (see conf/evaluate.yaml)."""
+    from asr.evaluate import evaluate
+
+    config: EvaluateConfig = OmegaConf.to_object(cfg)
+    try:
+        results = evaluate(config, _output_dir(config.output_dir))
+    except _user_errors() as exc:
+        _fail("asr-evaluate", exc)
+    for name, summary in results.items():
+        print(
+            f"{name}: WER {summary['wer']:.4f}  CER {summary['cer']:.4f}  "
+            f"({summary['utterances']} utterances)"
+        )
+
+
+def transcribe_main(argv: list[str] | None = None) -> None:
+    """asr-transcribe FILE... -m CHECKPOINT: print each file's transcript."""
+    parser = argparse.ArgumentParser(prog="asr-transcribe", description="Transcribe audio files.")
+    parser.add_argument("files", nargs="+", help="audio files (wav, flac, ogg, mp3, ...)")
+    parser.add_argument(
+        "-m", "--model", required=True, help="checkpoint (.pt) written by asr-train"
+    )
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--decoding", default="greedy", choices=["greedy", "beam"])
+    parser.add_argument("--beam-size", type=int, default=16)
+    parser.add_argument(
+        "--lm", default="", help="word n-gram LM (ARPA or KenLM binary) for beam search"
+    )
+    parser.add_argument("--lm-weight", type=float, default=0.5)
+    parser.add_argument("--word-bonus", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    from asr.train import set_threads
+    from asr.transcribe import Transcriber
+
+    set_threads(args.threads, 0)
+    decoding = DecodingConfig(
+        method=args.decoding,
+        beam_size=args.beam_size,
+        lm_path=args.lm,
+        lm_weight=args.lm_weight,
+        word_bonus=args.word_bonus,
+    )
+    try:
+        transcriber = Transcriber.from_checkpoint(args.model, args.device, decoding)
+        results = transcriber.transcribe(args.files)
+    except _user_errors() as exc:
+        _fail("asr-transcribe", exc)
+    for result in results:
+        prefix = f"{result.path}\t" if len(results) > 1 else ""
+        print(f"{prefix}{result.text}")
+
+
+def prepare_main(argv: list[str] | None = None) -> None:
+    """asr-prepare: write manifests for LibriSpeech, a folder of audio, or a TSV."""
+    from asr.prepare import main
+
+    sys.exit(main(argv))
+
+
+def demo_corpus_main(argv: list[str] | None = None) -> None:
+    """asr-demo-corpus: generate the synthetic espeak-ng demo corpus (cached)."""
+    parser = argparse.ArgumentParser(prog="asr-demo-corpus", description=demo_corpus_main.__doc__)
+    parser.add_argument(
+        "--out", default="", help="folder (default: the cache, ~/.cache/asr/demo-v1-seed0)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    from asr.demo import build_demo_corpus, default_demo_dir
+
+    out = args.out or default_demo_dir(args.seed)
+    paths = build_demo_corpus(out, seed=args.seed, workers=args.workers)
+    for split, path in paths.items():
+        print(f"{split}\t{path}")

@@ -1,0 +1,112 @@
+"""Configuration schemas: plain dataclasses, no Hydra here.
+
+``asr.cli`` registers them in Hydra's ConfigStore and hands the library instances of these
+classes; the YAML files in ``conf/`` fill them in. Behaviour is chosen by fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from asr.features import FeatureSpec, SpecAugmentSpec
+
+
+@dataclass
+class DataConfig:
+    train_manifests: list[str] = field(default_factory=list)
+    dev_manifests: list[str] = field(default_factory=list)
+    max_batch_seconds: float = 160.0  # cap on batch size x longest utterance (padded audio)
+    max_batch_size: int = 0  # 0: no cap on the number of utterances
+    max_duration: float = 30.0  # longer training utterances are skipped and counted
+    min_duration: float = 0.05
+    num_workers: int = 1  # data-loader processes, one torch thread each
+    sorted_first_epoch: bool = True
+    # where log-mel is computed: "auto" (per clip in workers on CPU, batched on a GPU),
+    # "workers" or "device"
+    feature_placement: str = "auto"
+    # "utterance" features are normalised per clip; "global" statistics come from up to
+    # this many training utterances
+    stats_utterances: int = 2000
+
+
+@dataclass
+class ModelConfig:
+    """Model shape; ``n_mels`` and ``vocab_size`` follow the features and the tokenizer."""
+
+    conv_channels: int = 256
+    conv_kernel: int = 5
+    subsampling: int = 2
+    hidden_size: int = 320
+    num_layers: int = 4
+    proj_size: int = 0
+    dropout: float = 0.1
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1.5e-3
+    weight_decay: float = 1e-2
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    warmup_steps: int = 300
+    schedule: str = "cosine"  # cosine | linear | constant (after warm-up)
+    min_lr_ratio: float = 0.02  # final lr as a fraction of lr
+    grad_clip: float = 5.0
+
+
+@dataclass
+class DecodingConfig:
+    method: str = "greedy"  # greedy | beam
+    beam_size: int = 16
+    lm_path: str = ""  # KenLM ARPA or binary word n-gram
+    lm_weight: float = 0.5
+    word_bonus: float = 0.0
+    lexicon: str = ""  # "" : lexicon-free; a file of words, or "lm" for the LM's words
+    hotwords: list[str] = field(default_factory=list)
+    hotword_weight: float = 2.0
+    nbest: int = 1
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    max_steps: int = 0  # 0: run `epochs`; otherwise stop (and schedule) at this step
+    seed: int = 1234
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 on a capable GPU, else fp32) | fp32 | bf16 | fp16
+    threads: int = 0  # torch threads in the main process; 0: cores minus data workers
+    log_every: int = 20
+    checkpoint_every: int = 500  # steps; a checkpoint is also written at each epoch end
+    keep_checkpoints: int = 2
+    eval_every: int = 1  # epochs
+    resume: str = ""  # "" | "auto" (latest in the run folder) | path to a checkpoint
+    progress: bool = True
+    deterministic: bool = False
+    max_bad_steps: int = 20  # stop after this many non-finite losses in a row
+    metrics_format: str = "csv"  # csv | tensorboard | both
+
+
+@dataclass
+class TrainRunConfig:
+    """Root config of ``asr-train``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureSpec = field(default_factory=FeatureSpec)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: SpecAugmentSpec = field(default_factory=SpecAugmentSpec)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+
+
+@dataclass
+class EvaluateConfig:
+    """Root config of ``asr-evaluate``."""
+
+    checkpoint: str = "???"
+    manifests: list[str] = field(default_factory=list)
+    output_dir: str = ""  # "": Hydra's run folder
+    device: str = "auto"
+    threads: int = 0
+    num_workers: int = 1
+    max_batch_seconds: float = 200.0
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)

@@ -1,0 +1,254 @@
+"""Datasets, padded batches and the duration-bucketed batch sampler.
+
+A dataset item is a dict ``{"index", "input", "tokens"}`` where ``input`` is either
+log-mel features [T, n_mels] (computed per clip in a data-loader worker: fastest on CPU)
+or the waveform [N] (when the training device extracts features for the whole batch).
+:func:`collate` pads them into a :class:`Batch` whose tensors travel with their lengths.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from asr.audio import AudioError, load_audio
+from asr.features import LogMel, num_frames
+from asr.manifest import Utterance
+from asr.text import CharTokenizer, normalize_text
+
+
+@dataclass
+class Batch:
+    """A padded batch. ``inputs`` is [B, T, n_mels] features or [B, N] waveforms."""
+
+    indices: list[int]
+    inputs: torch.Tensor
+    input_lengths: torch.Tensor  # [B] frames (features) or samples (waveforms)
+    targets: torch.Tensor  # [B, U] token ids, zero padded
+    target_lengths: torch.Tensor  # [B]
+    failed: list[tuple[int, str]] = field(default_factory=list)  # (index, error) skipped
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def pin_memory(self) -> Batch:
+        self.inputs = self.inputs.pin_memory()
+        self.targets = self.targets.pin_memory()
+        return self
+
+
+class SpeechDataset(Dataset):
+    """Utterances -> {"index", "input", "tokens"}; unreadable audio gives an ``error`` item.
+
+    ``features=None`` returns waveforms at ``sample_rate`` for batched extraction elsewhere;
+    ``tokenizer=None`` returns no tokens (decoding only).
+    """
+
+    def __init__(
+        self,
+        utterances: Sequence[Utterance],
+        features: LogMel | None,
+        tokenizer: CharTokenizer | None = None,
+        sample_rate: int = 16000,
+    ):
+        self.utterances = utterances
+        self.features = features
+        self.tokenizer = tokenizer
+        self.sample_rate = features.spec.sample_rate if features is not None else sample_rate
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, index: int) -> dict:
+        utt = self.utterances[index]
+        try:
+            wave = load_audio(utt.audio_filepath, self.sample_rate)
+        except AudioError as exc:
+            # A bad file must not kill a long run: the batch reports it and training counts it.
+            return {"index": index, "error": f"{utt.origin}: {exc}"}
+        item: dict = {"index": index}
+        if self.features is not None:
+            with torch.no_grad():
+                feats, _ = self.features(wave[None], torch.tensor([wave.shape[0]]))
+            item["input"] = feats[0]
+        else:
+            item["input"] = wave
+        if self.tokenizer is not None:
+            item["tokens"] = torch.tensor(self.tokenizer.encode(normalize_text(utt.text)))
+        return item
+
+
+def pad_stack(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad tensors [L_i, ...] along dim 0 -> ([B, max L, ...], lengths [B])."""
+    lengths = torch.tensor([t.shape[0] for t in tensors], dtype=torch.long)
+    out = tensors[0].new_zeros(
+        (len(tensors), int(lengths.max()) if len(tensors) else 0, *tensors[0].shape[1:])
+    )
+    for i, t in enumerate(tensors):
+        out[i, : t.shape[0]] = t
+    return out, lengths
+
+
+def collate(items: list[dict]) -> Batch:
+    """Pad a list of dataset items into a :class:`Batch` (failed items are listed, not padded)."""
+    good = [it for it in items if "error" not in it]
+    failed = [(it["index"], it["error"]) for it in items if "error" in it]
+    if not good:
+        empty = torch.zeros(0, dtype=torch.long)
+        return Batch(
+            [], torch.zeros(0, 0), empty, torch.zeros(0, 0, dtype=torch.long), empty, failed
+        )
+    inputs, input_lengths = pad_stack([it["input"] for it in good])
+    if "tokens" in good[0]:
+        targets, target_lengths = pad_stack([it["tokens"] for it in good])
+    else:
+        targets = torch.zeros(len(good), 0, dtype=torch.long)
+        target_lengths = torch.zeros(len(good), dtype=torch.long)
+    return Batch(
+        [it["index"] for it in good], inputs, input_lengths, targets, target_lengths, failed
+    )
+
+
+def estimated_frames(duration: float, sample_rate: int, hop_length: int) -> int:
+    """Feature frames of a clip of ``duration`` seconds."""
+    return num_frames(int(round(duration * sample_rate)), hop_length)
+
+
+class DurationBatchSampler(Sampler[list[int]]):
+    """Batches of similar duration whose padded length sum stays under a cap.
+
+    Utterances are sorted by duration (ties broken randomly per epoch), cut into batches whose
+    ``size * longest`` stays under ``max_batch_seconds`` (padding is what costs memory), then
+    the batch order is shuffled per epoch. With ``sorted_first_epoch`` the first epoch runs
+    shortest batches first, which steadies early CTC training. Under DDP every rank draws the
+    same batch list and takes every ``num_replicas``-th batch.
+
+    Resumable: :meth:`state_dict` records the epoch and how many batches were consumed.
+    """
+
+    def __init__(
+        self,
+        durations: Sequence[float],
+        max_batch_seconds: float,
+        max_batch_size: int = 0,
+        shuffle: bool = True,
+        sorted_first_epoch: bool = True,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
+        if max_batch_seconds <= 0:
+            raise ValueError(f"max_batch_seconds must be positive, got {max_batch_seconds}")
+        self.durations = list(durations)
+        self.max_batch_seconds = max_batch_seconds
+        self.max_batch_size = max_batch_size
+        self.shuffle = shuffle
+        self.sorted_first_epoch = sorted_first_epoch
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.epoch = 0
+        self.skip = 0  # batches of the current epoch already consumed (resume)
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch = epoch
+        self.skip = skip
+
+    def _all_batches(self) -> list[list[int]]:
+        rng = random.Random(self.seed * 100_003 + self.epoch)
+        order = list(range(len(self.durations)))
+        if self.shuffle:
+            rng.shuffle(order)  # random tie-breaking among equal durations
+        order.sort(key=self.durations.__getitem__)
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for index in order:
+            longest = self.durations[index]  # ascending order: the newest is the longest
+            full = self.max_batch_size and len(current) >= self.max_batch_size
+            if current and (full or (len(current) + 1) * longest > self.max_batch_seconds):
+                batches.append(current)
+                current = []
+            current.append(index)
+        if current:
+            batches.append(current)
+        if self.shuffle and not (self.sorted_first_epoch and self.epoch == 0):
+            rng.shuffle(batches)
+        if self.num_replicas > 1:
+            # Every rank needs the same number of batches: wrap around to fill the last round.
+            total = math.ceil(len(batches) / self.num_replicas) * self.num_replicas
+            batches += batches[: total - len(batches)]
+            batches = batches[self.rank :: self.num_replicas]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._all_batches()
+        yield from batches[self.skip :]
+
+    def __len__(self) -> int:
+        return len(self._all_batches())
+
+    def state_dict(self, consumed: int) -> dict:
+        return {"epoch": self.epoch, "consumed": consumed, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed = state["seed"]
+        self.set_epoch(state["epoch"], state["consumed"])
+
+
+def batches_by_duration(durations: Sequence[float], max_batch_seconds: float) -> list[list[int]]:
+    """Deterministic, sorted batches for decoding (no shuffling)."""
+    sampler = DurationBatchSampler(durations, max_batch_seconds, shuffle=False)
+    return list(sampler)
+
+
+def worker_init(_: int) -> None:
+    """Data-loader workers get one thread each: oversubscribing 2 cores is ruinous."""
+    torch.set_num_threads(1)
+
+
+def filter_utterances(
+    utterances: Sequence[Utterance],
+    tokenizer: CharTokenizer,
+    frames_to_outputs,
+    sample_rate: int,
+    hop_length: int,
+    max_duration: float,
+    min_duration: float = 0.0,
+) -> tuple[list[Utterance], dict[str, int]]:
+    """Drop utterances training cannot use; return the kept ones and counts per reason.
+
+    Reasons: ``too_long`` (over ``max_duration`` s), ``too_short`` (under ``min_duration``),
+    ``unknown_chars`` (text outside the vocabulary), ``empty_text``, and ``too_short_for_text``
+    (fewer output frames than CTC needs: one per token plus one per repeated pair).
+    """
+    kept: list[Utterance] = []
+    counts = {
+        "too_long": 0,
+        "too_short": 0,
+        "unknown_chars": 0,
+        "empty_text": 0,
+        "too_short_for_text": 0,
+    }
+    for utt in utterances:
+        text = normalize_text(utt.text)
+        if utt.duration > max_duration:
+            counts["too_long"] += 1
+        elif utt.duration < min_duration:
+            counts["too_short"] += 1
+        elif not text:
+            counts["empty_text"] += 1
+        elif tokenizer.unknown_characters(text):
+            counts["unknown_chars"] += 1
+        else:
+            needed = len(text) + sum(a == b for a, b in zip(text, text[1:], strict=False))
+            frames = estimated_frames(utt.duration, sample_rate, hop_length)
+            if int(frames_to_outputs(torch.tensor([frames]))[0]) < needed:
+                counts["too_short_for_text"] += 1
+            else:
+                kept.append(utt)
+    return kept, counts

@@ -1,0 +1,615 @@
+"""CTC training: data, model, optimiser, schedule, checkpoints, resume.
+
+``train(cfg, output_dir)`` runs a whole job from a :class:`~asr.config.TrainRunConfig`.
+The run folder receives ``metrics.csv`` (per logged step), ``dev_metrics.jsonl`` (per
+evaluation), resumable ``step_*.pt`` checkpoints and ``best.pt`` (best dev WER).
+
+Resuming restores model, optimiser, scheduler, sampler position and every RNG, so a run
+stopped and resumed continues exactly as one never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import math
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from asr import checkpoint as ckpt
+from asr.config import TrainRunConfig
+from asr.data import (
+    Batch,
+    DurationBatchSampler,
+    SpeechDataset,
+    collate,
+    filter_utterances,
+    worker_init,
+)
+from asr.evaluate import decode_utterances, score
+from asr.features import FeatureSpec, LogMel, RunningStats, spec_augment
+from asr.io_utils import atomic_write
+from asr.manifest import read_manifests
+from asr.model import CTCModel, ModelDims, subsampled_lengths
+from asr.text import CharTokenizer, normalize_text
+
+log = logging.getLogger("asr.train")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on; the message says why."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"train.device={name} but no CUDA device is available")
+    return device
+
+
+def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if name not in ("auto", "fp32", "bf16", "fp16"):
+        raise TrainingError(f"train.precision must be auto|fp32|bf16|fp16, got {name!r}")
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def set_threads(threads: int, workers: int) -> int:
+    """Torch threads for the main process: explicit, or the cores the workers leave free."""
+    if threads <= 0:
+        threads = max(1, (os.cpu_count() or 1) - workers)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def lr_lambda(warmup: int, total: int, schedule: str, min_ratio: float):
+    """Linear warm-up to 1, then cosine/linear decay to ``min_ratio`` at ``total`` steps."""
+    if schedule not in ("cosine", "linear", "constant"):
+        raise TrainingError(f"optim.schedule must be cosine|linear|constant, got {schedule!r}")
+
+    def factor(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if schedule == "linear":
+            return 1.0 - (1.0 - min_ratio) * progress
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": list(_flatten(random.getstate()))}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _flatten(state) -> Iterator:
+    # random.getstate() is (version, tuple_of_ints, gauss); stored as a flat list of ints.
+    version, internal, gauss = state
+    yield version
+    yield from internal
+    yield -1 if gauss is None else gauss
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    flat = state["python"]
+    gauss = flat[-1]
+    random.setstate((flat[0], tuple(flat[1:-1]), None if gauss == -1 else gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class StopRequested:
+    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint and exits between steps."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopRequested:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not in the main thread: leave handlers be
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        if self.signal is not None:  # a second Ctrl-C means "now"
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class MetricsLog:
+    """Per-step metrics appended to metrics.csv (and TensorBoard when asked)."""
+
+    FIELDS = ["step", "epoch", "loss", "lr", "grad_norm", "utterances", "frames_per_s", "elapsed_s"]
+
+    def __init__(self, folder: Path, fmt: str):
+        self.path = folder / "metrics.csv"
+        self.writer = None
+        if fmt in ("tensorboard", "both"):
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(folder / "tensorboard"))
+        self.csv = fmt in ("csv", "both")
+        if self.csv and not self.path.exists():
+            with open(self.path, "w", newline="") as handle:
+                csv.writer(handle).writerow(self.FIELDS)
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, forget steps logged after the checkpoint (they will be redone)."""
+        if not self.csv or not self.path.exists():
+            return
+        with open(self.path, newline="") as handle:
+            rows = [r for r in csv.reader(handle)]
+        keep = [rows[0]] + [r for r in rows[1:] if int(r[0]) <= step]
+        with atomic_write(self.path, "w") as handle:
+            csv.writer(handle).writerows(keep)
+
+    def write(self, row: dict) -> None:
+        if self.csv:
+            with open(self.path, "a", newline="") as handle:
+                csv.writer(handle).writerow([row[k] for k in self.FIELDS])
+        if self.writer is not None:
+            for key in ("loss", "lr", "grad_norm", "frames_per_s"):
+                self.writer.add_scalar(f"train/{key}", row[key], row["step"])
+
+
+class Trainer:
+    """One training job. Build with a config and a run folder, then call :meth:`run`."""
+
+    def __init__(self, cfg: TrainRunConfig, output_dir: str | Path):
+        self.cfg = cfg
+        self.out = Path(output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        tcfg = cfg.train
+        if tcfg.deterministic:
+            torch.use_deterministic_algorithms(True)
+        self.device = pick_device(tcfg.device)
+        self.amp_dtype = pick_precision(tcfg.precision, self.device)
+        self.threads = set_threads(tcfg.threads, cfg.data.num_workers)
+        torch.manual_seed(tcfg.seed)
+        random.seed(tcfg.seed)
+        placement = cfg.data.feature_placement
+        if placement not in ("auto", "workers", "device"):
+            raise TrainingError(
+                f"data.feature_placement must be auto|workers|device, got {placement!r}"
+            )
+        self.features_on_device = placement == "device" or (
+            placement == "auto" and self.device.type == "cuda"
+        )
+        self.resume_state = self._find_resume_state()
+        self._build_data()
+        self._build_model()
+        self.step = 0
+        self.epoch = 0
+        self.consumed = 0  # batches of the current epoch done
+        self.best_wer = math.inf
+        self.bad_steps = 0
+        self.skipped_steps = 0
+        self.last_saved = -1
+        self.failed_audio: dict[int, str] = {}
+        self.metrics = MetricsLog(self.out, tcfg.metrics_format)
+        if self.resume_state is not None:
+            self._restore(self.resume_state)
+
+    # ---------------------------------------------------------------- set-up
+    def _find_resume_state(self) -> dict | None:
+        resume = self.cfg.train.resume
+        if not resume:
+            return None
+        if resume == "auto":
+            found = ckpt.list_checkpoints(self.out)
+            if not found:
+                log.info("resume=auto: no checkpoint in %s, starting fresh", self.out)
+                return None
+            resume = str(found[-1])
+        state = ckpt.load_checkpoint(resume)
+        if "optimizer" not in state:
+            raise TrainingError(f"{resume}: not a resumable checkpoint (no optimiser state)")
+        log.info("resuming from %s (step %d)", resume, state["step"])
+        return state
+
+    def _build_data(self) -> None:
+        cfg = self.cfg
+        if not cfg.data.train_manifests:
+            raise TrainingError("data.train_manifests is empty: give at least one manifest")
+        train = read_manifests(cfg.data.train_manifests)
+        self.dev = read_manifests(cfg.data.dev_manifests) if cfg.data.dev_manifests else []
+        if self.resume_state is not None:
+            self.tokenizer = CharTokenizer.from_dict(self.resume_state["tokenizer"])
+        else:
+            self.tokenizer = CharTokenizer.from_texts(normalize_text(u.text) for u in train)
+        self.spec = FeatureSpec(**asdict(cfg.features))
+        self.features = LogMel(self.spec)
+        dims = ModelDims(
+            n_mels=self.spec.n_mels, vocab_size=len(self.tokenizer), **asdict(cfg.model)
+        )
+        self.dims = dims
+        self.train_utts, self.filtered = filter_utterances(
+            train,
+            self.tokenizer,
+            lambda n: subsampled_lengths(n, dims.conv_kernel, dims.subsampling),
+            self.spec.sample_rate,
+            self.spec.hop_length,
+            cfg.data.max_duration,
+            cfg.data.min_duration,
+        )
+        dropped = {k: v for k, v in self.filtered.items() if v}
+        log.info(
+            "training on %d of %d utterances (%.1f h); skipped: %s",
+            len(self.train_utts),
+            len(train),
+            sum(u.duration for u in self.train_utts) / 3600,
+            dropped or "none",
+        )
+        if not self.train_utts:
+            raise TrainingError(f"no usable training utterance (skipped: {dropped})")
+        if self.spec.normalize == "global" and self.resume_state is None:
+            self._compute_global_stats()
+        dataset = SpeechDataset(
+            self.train_utts,
+            None if self.features_on_device else self.features,
+            self.tokenizer,
+            self.spec.sample_rate,
+        )
+        self.sampler = DurationBatchSampler(
+            [u.duration for u in self.train_utts],
+            cfg.data.max_batch_seconds,
+            cfg.data.max_batch_size,
+            shuffle=True,
+            sorted_first_epoch=cfg.data.sorted_first_epoch,
+            seed=cfg.train.seed,
+        )
+        workers = cfg.data.num_workers
+        self.loader = DataLoader(
+            dataset,
+            batch_sampler=self.sampler,
+            collate_fn=collate,
+            num_workers=workers,
+            worker_init_fn=worker_init if workers else None,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            prefetch_factor=4 if workers else None,
+            # Its own generator: seeding workers must not draw from the global RNG, or a
+            # resumed run would see different dropout masks than an uninterrupted one.
+            generator=torch.Generator().manual_seed(cfg.train.seed),
+        )
+
+    def _compute_global_stats(self) -> None:
+        stats = RunningStats(self.spec.n_mels)
+        raw = LogMel(FeatureSpec(**{**asdict(self.spec), "normalize": "none"}))
+        utts = self.train_utts[: self.cfg.data.stats_utterances]
+        for utt in utts:
+            wave = SpeechDataset([utt], None, None, self.spec.sample_rate)[0].get("input")
+            if wave is not None:
+                stats.update(raw.log_mel(wave[None])[0])
+        mean, std = stats.result()
+        self.features.set_global_stats(mean, std)
+        log.info("global feature statistics from %d utterances", len(utts))
+
+    def _build_model(self) -> None:
+        cfg = self.cfg
+        self.model = CTCModel(self.dims).to(self.device)
+        self.features.to(self.device)
+        log.info("model: %.2f M parameters, %s", self.model.num_parameters() / 1e6, self.dims)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=cfg.optim.lr,
+            betas=tuple(cfg.optim.betas),
+            weight_decay=cfg.optim.weight_decay,
+        )
+        self.total_steps = cfg.train.max_steps or cfg.train.epochs * len(self.sampler)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lr_lambda(
+                cfg.optim.warmup_steps, self.total_steps, cfg.optim.schedule, cfg.optim.min_lr_ratio
+            ),
+        )
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_dtype == torch.float16
+        )
+        self.aug_gen = torch.Generator().manual_seed(cfg.train.seed + 1)
+
+    def _restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        stats = state.get("feature_stats")
+        if stats is not None:
+            self.features.set_global_stats(
+                stats["mean"].to(self.device), stats["std"].to(self.device)
+            )
+        self.sampler.load_state_dict(state["sampler"])
+        self.step, self.epoch = state["step"], state["sampler"]["epoch"]
+        self.consumed = state["sampler"]["consumed"]
+        self.best_wer = state["best_wer"]
+        self.skipped_steps = state["skipped_steps"]
+        self.aug_gen.set_state(state["aug_rng"])
+        set_rng_state(state["rng"])
+        self.metrics.truncate_after(self.step)
+
+    # ------------------------------------------------------------- checkpoints
+    def model_state(self) -> dict:
+        """Everything needed to transcribe: model, features, tokenizer, their shapes."""
+        return {
+            "model_dims": self.dims.to_dict(),
+            "model": self.model.state_dict(),
+            "features": self.spec.to_dict(),
+            "feature_stats": {"mean": self.features.mean.cpu(), "std": self.features.std.cpu()},
+            "tokenizer": self.tokenizer.to_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "config": _plain(asdict(self.cfg)),
+        }
+
+    def save(self, name: str | None = None) -> Path:
+        path = self.out / (name or f"step_{self.step:08d}.pt")
+        state = self.model_state()
+        state.update(
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(),
+            sampler=self.sampler.state_dict(self.consumed),
+            rng=rng_state(),
+            aug_rng=self.aug_gen.get_state(),
+            best_wer=self.best_wer,
+            skipped_steps=self.skipped_steps,
+        )
+        ckpt.save_checkpoint(path, state)
+        self.last_saved = self.step
+        if name is None:
+            ckpt.prune_checkpoints(self.out, self.cfg.train.keep_checkpoints)
+        return path
+
+    # ---------------------------------------------------------------- training
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """One optimiser step. Returns (loss per token, grad norm) tensors, or None if skipped."""
+        device = self.device
+        inputs = batch.inputs.to(device, non_blocking=True)
+        lengths = batch.input_lengths.to(device, non_blocking=True)
+        targets = batch.targets.to(device, non_blocking=True)
+        target_lengths = batch.target_lengths.to(device, non_blocking=True)
+        if self.features_on_device:
+            with torch.no_grad():
+                inputs, lengths = self.features(inputs, lengths)
+        if self.cfg.augment.freq_masks or self.cfg.augment.time_masks:
+            inputs = spec_augment(inputs, lengths, self.cfg.augment, self.aug_gen)
+        with torch.autocast(
+            device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        ):
+            log_probs, out_lengths = self.model(inputs, lengths)
+        loss = (
+            F.ctc_loss(
+                log_probs.transpose(0, 1),
+                targets,
+                out_lengths,
+                target_lengths,
+                blank=self.tokenizer.blank_id,
+                reduction="sum",
+                zero_infinity=True,
+            )
+            / target_lengths.sum()
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), self.cfg.optim.grad_clip
+        )
+        # One host sync per step: a non-finite loss or gradient must not reach the weights.
+        if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.update()
+            return None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.detach(), grad_norm.detach()
+
+    def run(self) -> dict:
+        """Train to the end (or to a stop signal); returns the summary written to summary.json."""
+        cfg = self.cfg.train
+        start = time.perf_counter()
+        stopped_by = None
+        with StopRequested() as stop:
+            while not self._finished():
+                stopped_by = self._run_epoch(stop)
+                if stopped_by:
+                    break
+                self.epoch += 1
+                self.consumed = 0
+                self.sampler.set_epoch(self.epoch)
+                if self.dev and (self.epoch % cfg.eval_every == 0 or self._finished()):
+                    self.evaluate_dev()
+                self.save()
+        if stopped_by:
+            path = self.save()
+            name = signal.Signals(stopped_by).name
+            log.warning(
+                "stopped by %s at step %d; checkpoint %s. Resume with the same command "
+                "plus train.resume=auto hydra.run.dir=%s",
+                name,
+                self.step,
+                path,
+                self.out,
+            )
+        elif self.dev and not (self.out / "best.pt").exists():
+            self.evaluate_dev()
+        summary = {
+            "steps": self.step,
+            "epochs": self.epoch,
+            "best_dev_wer": None if math.isinf(self.best_wer) else self.best_wer,
+            "skipped_utterances": self.filtered,
+            "unreadable_audio": len(self.failed_audio),
+            "non_finite_steps_skipped": self.skipped_steps,
+            "wall_time_s": round(time.perf_counter() - start, 1),
+            "interrupted": stopped_by is not None,
+        }
+        with atomic_write(self.out / "summary.json") as handle:
+            json.dump(summary, handle, indent=2)
+        if self.failed_audio:
+            log.warning(
+                "%d training files could not be read, e.g. %s",
+                len(self.failed_audio),
+                next(iter(self.failed_audio.values())),
+            )
+        return summary
+
+    def _finished(self) -> bool:
+        cfg = self.cfg.train
+        return (cfg.max_steps and self.step >= cfg.max_steps) or (
+            not cfg.max_steps and self.epoch >= cfg.epochs
+        )
+
+    def _run_epoch(self, stop: StopRequested) -> int | None:
+        cfg = self.cfg.train
+        self.model.train()
+        self.sampler.set_epoch(self.epoch, self.consumed)
+        window: list[torch.Tensor] = []
+        norms: list[torch.Tensor] = []
+        frames = utterances = 0
+        tick = time.perf_counter()
+        bar = _progress(len(self.sampler), self.consumed, f"epoch {self.epoch}", cfg.progress)
+        for batch in self.loader:
+            for index, error in batch.failed:
+                self.failed_audio.setdefault(index, error)
+            self.consumed += 1
+            bar.update(1)
+            if len(batch):
+                result = self.train_step(batch)
+                if result is None:
+                    self.skipped_steps += 1
+                    self.bad_steps += 1
+                    if self.bad_steps >= cfg.max_bad_steps:
+                        raise TrainingError(
+                            f"{self.bad_steps} non-finite losses in a row at step {self.step}: "
+                            "lower optim.lr, check the data, or raise train.max_bad_steps"
+                        )
+                else:
+                    self.bad_steps = 0
+                    self.step += 1
+                    window.append(result[0])
+                    norms.append(result[1])
+                    frames += int(batch.input_lengths.sum())
+                    utterances += len(batch)
+            if window and self.step % cfg.log_every == 0:
+                elapsed = time.perf_counter() - tick
+                loss = float(torch.stack(window).mean())
+                self.metrics.write(
+                    {
+                        "step": self.step,
+                        "epoch": self.epoch,
+                        "loss": round(loss, 5),
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "grad_norm": round(float(torch.stack(norms).mean()), 4),
+                        "utterances": utterances,
+                        "frames_per_s": round(frames / max(elapsed, 1e-9), 1),
+                        "elapsed_s": round(elapsed, 3),
+                    }
+                )
+                bar.set_postfix(loss=f"{loss:.3f}", step=self.step)
+                window, norms, frames, utterances, tick = [], [], 0, 0, time.perf_counter()
+            if (
+                cfg.checkpoint_every
+                and self.step
+                and self.step % cfg.checkpoint_every == 0
+                and self.step != self.last_saved
+            ):
+                self.save()
+            if stop.signal is not None:
+                bar.close()
+                return stop.signal
+            if self._finished():
+                break
+        bar.close()
+        return None
+
+    def evaluate_dev(self) -> dict:
+        hyps = decode_utterances(
+            self.model,
+            self.features,
+            self.tokenizer,
+            self.dev,
+            self.device,
+            self.cfg.data.max_batch_seconds,
+            self.cfg.data.num_workers,
+        )
+        result = score([u.text for u in self.dev], hyps)
+        result.update(step=self.step, epoch=self.epoch)
+        with open(self.out / "dev_metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(result) + "\n")
+        log.info(
+            "epoch %d step %d: dev WER %.4f CER %.4f",
+            self.epoch,
+            self.step,
+            result["wer"],
+            result["cer"],
+        )
+        if result["wer"] < self.best_wer:
+            self.best_wer = result["wer"]
+            state = self.model_state()
+            state["metrics"] = result
+            ckpt.save_checkpoint(self.out / "best.pt", state)
+        self.model.train()
+        return result
+
+
+def _progress(total: int, initial: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        disable=not enabled,
+        leave=False,
+        dynamic_ncols=True,
+        mininterval=1.0 if os.isatty(2) else 30.0,
+    )
+
+
+def _plain(value):
+    """Config values as plain Python (lists, dicts, str, numbers) for weights-only checkpoints."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def train(cfg: TrainRunConfig, output_dir: str | Path) -> dict:
+    """Run a training job described by ``cfg`` in ``output_dir``; returns its summary."""
+    return Trainer(cfg, output_dir).run()
+
+
+if __name__ == "__main__":  # torchrun -m asr.train ...
+    from asr.cli import train_main
+
+    train_main()

@@ -1,0 +1,124 @@
+"""Training on real (synthetic-voice) audio: it learns, and resuming changes nothing."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import compose_train, tiny_overrides
+
+from asr.checkpoint import build_from_checkpoint, list_checkpoints, load_checkpoint
+from asr.evaluate import decode_utterances
+from asr.manifest import read_manifest
+from asr.text import normalize_text
+from asr.train import Trainer, TrainingError, lr_lambda, train
+
+
+def _losses(run: Path) -> dict[int, float]:
+    with open(run / "metrics.csv", newline="") as handle:
+        return {int(r["step"]): float(r["loss"]) for r in csv.DictReader(handle)}
+
+
+@pytest.mark.slow
+def test_tiny_model_overfits_four_utterances(tiny_corpus: Path, tmp_path: Path) -> None:
+    # Four utterances in one batch, no augmentation: the transcripts must come out exact.
+    overrides = tiny_overrides(
+        tiny_corpus,
+        **{
+            "model.hidden_size": 96,
+            "model.conv_channels": 64,
+            "optim.lr": 4e-3,
+            "train.max_steps": 300,
+            "train.eval_every": 1000,
+            "augment.freq_masks": 0,
+            "augment.time_masks": 0,
+            "data.max_batch_seconds": 60,
+            "optim.schedule": "constant",
+            "train.log_every": 50,
+            "train.checkpoint_every": 0,
+        },
+    )
+    cfg = compose_train(overrides)
+    utts = read_manifest(tiny_corpus / "train.jsonl")[:4]
+    manifest = tmp_path / "four.jsonl"
+    from asr.manifest import write_manifest
+
+    write_manifest(manifest, utts)
+    cfg.data.train_manifests = [str(manifest)]
+    cfg.data.dev_manifests = [str(manifest)]
+    summary = train(cfg, tmp_path / "run")
+    assert summary["best_dev_wer"] == 0.0, summary
+    loaded = build_from_checkpoint(tmp_path / "run" / "best.pt")
+    hyps = decode_utterances(
+        loaded.model, loaded.features, loaded.tokenizer, utts, torch.device("cpu")
+    )
+    assert hyps == [normalize_text(u.text) for u in utts]
+    losses = _losses(tmp_path / "run")
+    assert losses[max(losses)] < 0.1 * losses[min(losses)]
+
+
+def test_resume_continues_exactly(tiny_corpus: Path, tmp_path: Path) -> None:
+    overrides = tiny_overrides(
+        tiny_corpus,
+        **{
+            "train.max_steps": 8,
+            "train.checkpoint_every": 4,
+            "train.log_every": 1,
+            "train.keep_checkpoints": 5,
+            "train.eval_every": 100,
+            "model.dropout": 0.2,
+        },
+    )
+    whole = tmp_path / "whole"
+    train(compose_train(overrides), whole)
+    steps = [int(p.stem.split("_")[1]) for p in list_checkpoints(whole)]
+    assert 4 in steps and 8 in steps
+    state4 = load_checkpoint(whole / "step_00000004.pt")
+    assert state4["sampler"]["consumed"] > 0 or state4["sampler"]["epoch"] > 0
+
+    # A second run that only has the step-4 checkpoint (as if it had died right after it).
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copy(whole / "step_00000004.pt", resumed)
+    with open(whole / "metrics.csv") as src, open(resumed / "metrics.csv", "w") as dst:
+        dst.writelines(
+            line for line in src if not line[0].isdigit() or int(line.split(",")[0]) <= 6
+        )
+    train(compose_train([*overrides, "train.resume=auto"]), resumed)
+
+    assert _losses(resumed) == _losses(whole)
+    assert sorted(_losses(resumed)) == list(range(1, 9))
+    final_a = load_checkpoint(whole / "step_00000008.pt")["model"]
+    final_b = load_checkpoint(resumed / "step_00000008.pt")["model"]
+    for name, tensor in final_a.items():
+        assert torch.equal(tensor, final_b[name]), name
+
+
+def test_short_utterances_are_filtered_and_counted(tiny_corpus: Path, tmp_path: Path) -> None:
+    durations = sorted(u.duration for u in read_manifest(tiny_corpus / "train.jsonl"))
+    cfg = compose_train(tiny_overrides(tiny_corpus, **{"train.max_steps": 1}))
+    cfg.data.max_duration = (durations[2] + durations[3]) / 2  # the three longest go
+    trainer = Trainer(cfg, tmp_path)
+    assert trainer.filtered["too_long"] == 3
+    assert len(trainer.train_utts) == 3
+
+
+def test_bad_values_give_clear_errors(tiny_corpus: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="precision"):
+        Trainer(compose_train(tiny_overrides(tiny_corpus, **{"train.precision": "fp8"})), tmp_path)
+    with pytest.raises(TrainingError, match="train_manifests"):
+        Trainer(compose_train(["model=tiny"]), tmp_path)
+    with pytest.raises(TrainingError, match="no usable"):
+        Trainer(compose_train(tiny_overrides(tiny_corpus, **{"data.max_duration": 0.1})), tmp_path)
+
+
+def test_schedule_warms_up_then_decays() -> None:
+    f = lr_lambda(10, 110, "cosine", 0.1)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert f(110) == pytest.approx(0.1)
+    lin = lr_lambda(0, 100, "linear", 0.0)
+    assert lin(50) == pytest.approx(0.5)
