@@ -8,13 +8,12 @@ headerless PCM is read when the caller gives its layout (:class:`RawFormat`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import soxr
 import torch
-import torchaudio.functional as taf
 
 SAMPLE_RATE = 16000  # the model's default input rate (Hz)
 
@@ -64,19 +63,19 @@ def _read(path: Path, raw: RawFormat | None) -> tuple[np.ndarray, int]:
     return data, rate
 
 
-@lru_cache(maxsize=16)
-def _resample_kernel_key(orig: int, new: int) -> tuple[int, int]:
-    # Resampling works on the reduced ratio; caching keeps the gcd out of the hot loop.
-    g = np.gcd(orig, new)
-    return orig // g, new // g
-
-
 def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
-    """Band-limited (windowed sinc) resampling of ``wave`` [..., N] between two rates."""
+    """Resample a mono wave [N] (or channels-first [C, N]) between two rates.
+
+    libsoxr's high-quality polyphase filter, on the CPU. Not torchaudio's resampler: its
+    oneDNN convolution caches work per input shape, so a corpus of clips of many lengths
+    grew a process by ~1.2 MB per distinct length (measured: 527 MB after 200 lengths,
+    34 MB with soxr).
+    """
     if orig_rate == new_rate:
         return wave
-    orig, new = _resample_kernel_key(int(orig_rate), int(new_rate))
-    return taf.resample(wave, orig, new)
+    data = wave.detach().cpu().numpy()
+    out = soxr.resample(data.T, orig_rate, new_rate, quality="HQ").T
+    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
 
 
 def load_audio(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import zipfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,16 +53,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols; we refuse them
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        reason = _unpickler_reason(exc)
+        if "GLOBAL" in reason:
+            raise CheckpointError(
+                f"{path}: refused to load: it names code to run, not just tensors and plain "
+                f"values ({reason})"
+            ) from None
+        raise CheckpointError(f"{path}: damaged or not a checkpoint ({reason})") from None
+    except Exception as exc:  # the unpickler trips over garbage in many ways: all mean damaged
         raise CheckpointError(
-            f"{path}: refused to load: the file holds objects other than tensors and plain "
-            f"values, which could run code ({first})"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
-        raise CheckpointError(
-            f"{path}: unreadable or truncated checkpoint ({_first_line(exc)})"
+            f"{path}: unreadable or truncated checkpoint ({type(exc).__name__}: {_first_line(exc)})"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an asr checkpoint (no '{FORMAT}' format tag)")
@@ -76,6 +80,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return state
+
+
+def _unpickler_reason(exc: BaseException) -> str:
+    """The informative line of torch's long weights-only error text."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line:
+            return line
+    for before, line in zip(lines, lines[1:], strict=False):
+        if before.endswith("error:"):
+            return line
+    return lines[0] if lines else type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:

@@ -128,7 +128,7 @@ def transcribe_main(argv: list[str] | None = None) -> None:
     from asr.train import set_threads
     from asr.transcribe import Transcriber
 
-    set_threads(args.threads, 0)
+    set_threads(args.threads)
     decoding = DecodingConfig(
         method=args.decoding,
         beam_size=args.beam_size,

@@ -73,7 +73,7 @@ class TrainConfig:
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 on a capable GPU, else fp32) | fp32 | bf16 | fp16
-    threads: int = 0  # torch threads in the main process; 0: cores minus data workers
+    threads: int = 0  # torch threads in the main process; 0: all cores
     log_every: int = 20
     checkpoint_every: int = 500  # steps; a checkpoint is also written at each epoch end
     keep_checkpoints: int = 2

@@ -144,7 +144,7 @@ def evaluate(cfg: EvaluateConfig, output_dir: str | Path) -> dict[str, dict]:
 
     out = Path(output_dir)
     device = pick_device(cfg.device)
-    set_threads(cfg.threads, cfg.num_workers)
+    set_threads(cfg.threads)
     loaded = build_from_checkpoint(cfg.checkpoint, device)
     decoder = make_decoder(cfg.decoding, loaded.tokenizer)
     digest = file_digest(cfg.checkpoint)

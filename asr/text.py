@@ -3,9 +3,11 @@
 One normaliser serves training targets, references and hypotheses, so that WER compares
 like with like. :func:`normalize_text` does, in order:
 
-1. Unicode NFKC, then typographic apostrophes (’ ‘ ʼ ´ `) become ``'``;
+1. typographic apostrophes (’ ‘ ʼ ´ `) become ``'`` (before NFKC, which would split ´
+   into a space and a combining accent), then Unicode NFKC;
 2. lowercase;
-3. hyphens, dashes and slashes become spaces ("well-known" -> "well known");
+3. hyphens, dashes, minus signs and slashes (fraction slashes too: NFKC writes ½ as 1⁄2)
+   become spaces ("well-known" -> "well known", "½" -> "1 2");
 4. every other character that is not a letter, a digit, an apostrophe or a space is dropped;
 5. apostrophes that do not sit between two letters/digits (quotes) are dropped
    ("'tis" -> "tis", "don't" stays);
@@ -19,7 +21,7 @@ import unicodedata
 from collections.abc import Iterable
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'", "`": "'"})
-_SEPARATORS = re.compile(r"[-\u2010-\u2015/\\_]+")
+_SEPARATORS = re.compile(r"[-\u2010-\u2015\u2212/\u2044\u2215\\_]+")
 _DROP = re.compile(r"[^\w' ]+")
 _LONE_APOSTROPHE = re.compile(r"(?<![^\W_])'|'(?![^\W_])")
 _SPACES = re.compile(r"\s+")
@@ -27,7 +29,7 @@ _SPACES = re.compile(r"\s+")
 
 def normalize_text(text: str) -> str:
     """Normalise ``text`` as described in the module docstring."""
-    text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES).lower()
+    text = unicodedata.normalize("NFKC", text.translate(_APOSTROPHES)).lower()
     text = _SEPARATORS.sub(" ", text)
     text = _SPACES.sub(" ", text)
     text = _DROP.sub("", text)

@@ -71,10 +71,15 @@ def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
-def set_threads(threads: int, workers: int) -> int:
-    """Torch threads for the main process: explicit, or the cores the workers leave free."""
+def set_threads(threads: int) -> int:
+    """Torch threads for the main process: explicit, or every core.
+
+    Data workers run one thread each and only load audio and compute log-mel, a few
+    percent of a training step: measured on the demo (2 cores), 1 worker + 2 main threads
+    ran 17.3k frames/s, no worker + 2 threads 18.1k, 1 worker + 1 thread 11.1k.
+    """
     if threads <= 0:
-        threads = max(1, (os.cpu_count() or 1) - workers)
+        threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
     return threads
 
@@ -192,7 +197,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
         self.device = pick_device(tcfg.device)
         self.amp_dtype = pick_precision(tcfg.precision, self.device)
-        self.threads = set_threads(tcfg.threads, cfg.data.num_workers)
+        self.threads = set_threads(tcfg.threads)
         torch.manual_seed(tcfg.seed)
         random.seed(tcfg.seed)
         placement = cfg.data.feature_placement

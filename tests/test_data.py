@@ -1,0 +1,343 @@
+"""Tests for asr.data: padding, failed items, the duration batch sampler and filtering."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asr.data import (
+    DurationBatchSampler,
+    SpeechDataset,
+    batches_by_duration,
+    collate,
+    estimated_frames,
+    filter_utterances,
+)
+from asr.features import FeatureSpec, LogMel
+from asr.manifest import Utterance, read_manifest
+from asr.text import CharTokenizer
+
+RATE = 16000
+
+
+# ------------------------------------------------------------------ collate
+
+
+def test_collate_pads_inputs_and_targets():
+    gen = torch.Generator().manual_seed(0)
+    feats = [torch.randn(n, 4, generator=gen) + 5 for n in (5, 9, 2)]  # never zero by chance
+    tokens = [torch.tensor([3, 1, 2]), torch.tensor([4]), torch.tensor([1, 1, 2, 2, 3])]
+    items = [
+        {"index": i, "input": f, "tokens": t}
+        for i, (f, t) in enumerate(zip(feats, tokens, strict=True))
+    ]
+    batch = collate(items)
+    assert len(batch) == 3
+    assert batch.indices == [0, 1, 2]
+    assert batch.failed == []
+    assert batch.inputs.shape == (3, 9, 4)
+    assert batch.input_lengths.tolist() == [5, 9, 2]
+    assert batch.targets.shape == (3, 5)
+    assert batch.target_lengths.tolist() == [3, 1, 5]
+    for i in range(3):
+        n, u = feats[i].shape[0], tokens[i].shape[0]
+        assert torch.equal(batch.inputs[i, :n], feats[i])
+        assert torch.count_nonzero(batch.inputs[i, n:]) == 0
+        assert torch.equal(batch.targets[i, :u], tokens[i])
+        assert torch.count_nonzero(batch.targets[i, u:]) == 0
+    assert batch.targets.dtype == torch.long
+
+
+def test_collate_waveforms_without_tokens():
+    waves = [torch.ones(7), torch.full((3,), 0.5)]
+    batch = collate([{"index": 4, "input": waves[0]}, {"index": 9, "input": waves[1]}])
+    assert batch.indices == [4, 9]
+    assert batch.inputs.tolist() == [[1.0] * 7, [0.5, 0.5, 0.5, 0, 0, 0, 0]]
+    assert batch.input_lengths.tolist() == [7, 3]
+    assert batch.targets.shape == (2, 0)
+    assert batch.target_lengths.tolist() == [0, 0]
+
+
+def test_collate_lists_failed_items_without_padding_them():
+    items = [
+        {"index": 0, "error": "m.jsonl:1: broken"},
+        {"index": 1, "input": torch.ones(3, 2), "tokens": torch.tensor([1, 2])},
+        {"index": 2, "error": "m.jsonl:3: broken too"},
+    ]
+    batch = collate(items)
+    assert batch.indices == [1]
+    assert batch.failed == [(0, "m.jsonl:1: broken"), (2, "m.jsonl:3: broken too")]
+    assert batch.inputs.shape == (1, 3, 2)
+    assert batch.targets.tolist() == [[1, 2]]
+
+
+def test_collate_all_failed_gives_empty_batch():
+    batch = collate([{"index": 5, "error": "bad"}])
+    assert len(batch) == 0
+    assert batch.failed == [(5, "bad")]
+    assert batch.inputs.numel() == 0 and batch.targets.numel() == 0
+
+
+def _tone(path, seconds):
+    t = np.arange(int(seconds * RATE)) / RATE
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), RATE)
+
+
+def test_dataset_with_a_corrupt_file(tmp_path):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    _tone(audio / "good1.wav", 0.30)
+    (audio / "broken.wav").write_bytes(np.random.default_rng(0).bytes(2000))
+    _tone(audio / "good2.wav", 0.125)
+    rows = [
+        {"audio_filepath": "audio/good1.wav", "duration": 0.3, "text": "Ab, ba!"},
+        {"audio_filepath": "audio/broken.wav", "duration": 0.1, "text": "ab"},
+        {"audio_filepath": "audio/good2.wav", "duration": 0.125, "text": "b"},
+    ]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    utts = read_manifest(manifest)
+    tokenizer = CharTokenizer.from_texts(["ab ba", "b"])
+    front = LogMel(FeatureSpec(n_mels=16))
+    dataset = SpeechDataset(utts, front, tokenizer)
+    assert len(dataset) == 3
+
+    items = [dataset[i] for i in range(3)]
+    assert "error" in items[1] and "input" not in items[1]
+    assert f"{manifest}:2" in items[1]["error"]
+    assert "broken.wav" in items[1]["error"]
+
+    batch = collate(items)
+    assert batch.indices == [0, 2]
+    assert [index for index, _ in batch.failed] == [1]
+    frames = [int(0.3 * RATE) // 160 + 1, int(0.125 * RATE) // 160 + 1]  # 31 and 13
+    assert batch.input_lengths.tolist() == frames
+    assert batch.inputs.shape == (2, max(frames), 16)
+    assert torch.count_nonzero(batch.inputs[1, frames[1] :]) == 0
+    assert batch.target_lengths.tolist() == [len("ab ba"), len("b")]
+    assert tokenizer.decode(batch.targets[0].tolist()) == "ab ba"
+    assert batch.targets[1].tolist() == [tokenizer.encode("b")[0], 0, 0, 0, 0]
+
+
+def test_dataset_returns_waveforms_without_features(tmp_path):
+    _tone(tmp_path / "x.wav", 0.1)
+    utt = Utterance(str(tmp_path / "x.wav"), 0.1, "x", origin="m:1")
+    item = SpeechDataset([utt], None, None, sample_rate=8000)[0]
+    assert item["input"].shape == (800,)
+    assert "tokens" not in item
+
+
+# ------------------------------------------------------------------ sampler
+
+
+def random_durations(n=80, seed=0):
+    rng = random.Random(seed)
+    return [round(rng.uniform(0.4, 6.0), 3) for _ in range(n)]
+
+
+def epoch_batches(durations, epoch=0, skip=0, **kwargs):
+    sampler = DurationBatchSampler(durations, **{"max_batch_seconds": 15.0, **kwargs})
+    sampler.set_epoch(epoch, skip=skip)
+    return list(sampler)
+
+
+@pytest.mark.parametrize("epoch", [0, 1, 5])
+def test_every_index_once_and_cap_respected(epoch):
+    durations = random_durations()
+    batches = epoch_batches(durations, epoch=epoch)
+    flat = [i for batch in batches for i in batch]
+    assert sorted(flat) == list(range(len(durations)))
+    for batch in batches:
+        assert len(batch) * max(durations[i] for i in batch) <= 15.0
+
+
+def test_single_long_utterance_gets_its_own_batch():
+    durations = [1.0, 20.0, 2.0, 1.5]
+    batches = epoch_batches(durations, max_batch_seconds=6.0)
+    assert [1] in batches
+    assert sorted(i for b in batches for i in b) == [0, 1, 2, 3]
+    for batch in batches:
+        if len(batch) > 1:
+            assert len(batch) * max(durations[i] for i in batch) <= 6.0
+
+
+def test_max_batch_size():
+    durations = [1.0] * 10
+    batches = epoch_batches(durations, max_batch_seconds=100.0, max_batch_size=3)
+    assert sorted(len(b) for b in batches) == [1, 3, 3, 3]
+
+
+def test_first_epoch_sorted_ascending():
+    durations = random_durations(seed=1)
+    batches = epoch_batches(durations, epoch=0, sorted_first_epoch=True)
+    flat = [durations[i] for batch in batches for i in batch]
+    assert flat == sorted(flat)
+
+
+def test_first_epoch_shuffled_without_sorted_first_epoch():
+    durations = random_durations(seed=1)
+    batches = epoch_batches(durations, epoch=0, sorted_first_epoch=False)
+    longest = [max(durations[i] for i in b) for b in batches]
+    assert longest != sorted(longest)
+
+
+def test_no_shuffle_is_sorted_every_epoch():
+    durations = random_durations(seed=2)
+    for epoch in (0, 3):
+        flat = [durations[i] for b in epoch_batches(durations, epoch, shuffle=False) for i in b]
+        assert flat == sorted(flat)
+    assert [i for b in batches_by_duration(durations, 15.0) for i in b] == sorted(
+        range(len(durations)), key=durations.__getitem__
+    )
+
+
+def test_later_epochs_differ_but_are_reproducible():
+    durations = random_durations(seed=3)
+    e1 = epoch_batches(durations, epoch=1, seed=0)
+    assert e1 == epoch_batches(durations, epoch=1, seed=0)
+    assert e1 != epoch_batches(durations, epoch=2, seed=0)
+    assert e1 != epoch_batches(durations, epoch=1, seed=1)
+    assert e1 != epoch_batches(durations, epoch=0, seed=0)
+
+
+def test_ties_are_broken_randomly_per_epoch():
+    durations = [2.0] * 12  # all equal: only the tie-breaking decides the membership
+    a = epoch_batches(durations, epoch=1, max_batch_seconds=6.0)
+    b = epoch_batches(durations, epoch=2, max_batch_seconds=6.0)
+    assert {frozenset(x) for x in a} != {frozenset(x) for x in b}
+
+
+@pytest.mark.parametrize(("epoch", "skip"), [(0, 0), (0, 3), (2, 1), (2, 5)])
+def test_skip_yields_the_remaining_batches(epoch, skip):
+    durations = random_durations(seed=4)
+    full = epoch_batches(durations, epoch=epoch)
+    assert len(full) > skip
+    assert epoch_batches(durations, epoch=epoch, skip=skip) == full[skip:]
+
+
+def test_resume_from_state_dict():
+    durations = random_durations(seed=5)
+    sampler = DurationBatchSampler(durations, 15.0, seed=9)
+    sampler.set_epoch(3)
+    full = list(sampler)
+    state = sampler.state_dict(consumed=4)
+    resumed = DurationBatchSampler(durations, 15.0, seed=0)
+    resumed.load_state_dict(state)
+    assert list(resumed) == full[4:]
+
+
+def test_two_replicas_even_batch_count_are_disjoint_and_cover():
+    # 12 equal durations of 1 s with a 3 s cap: exactly 4 batches of 3.
+    durations = [1.0] * 12
+    full = epoch_batches(durations, epoch=1, max_batch_seconds=3.0)
+    assert len(full) == 4
+    shards = [
+        epoch_batches(durations, epoch=1, max_batch_seconds=3.0, num_replicas=2, rank=r)
+        for r in range(2)
+    ]
+    assert len(shards[0]) == len(shards[1]) == 2
+    as_sets = [{tuple(b) for b in shard} for shard in shards]
+    assert not as_sets[0] & as_sets[1]
+    assert as_sets[0] | as_sets[1] == {tuple(b) for b in full}
+
+
+def test_two_replicas_random_durations():
+    durations = random_durations(n=101, seed=6)
+    for epoch in (0, 1):
+        full = epoch_batches(durations, epoch=epoch)
+        shards = [epoch_batches(durations, epoch=epoch, num_replicas=2, rank=r) for r in range(2)]
+        assert len(shards[0]) == len(shards[1]) == -(-len(full) // 2)
+        union = [tuple(b) for shard in shards for b in shard]
+        assert set(union) == {tuple(b) for b in full}
+        if len(full) % 2 == 0:
+            assert len(union) == len(set(union))  # disjoint
+        else:
+            assert len(union) == len(set(union)) + 1  # one batch repeated to even out
+
+
+def test_two_replicas_odd_batch_count_have_equal_length():
+    durations = [1.0] * 15  # 5 batches of 3
+    shards = [
+        epoch_batches(durations, epoch=1, max_batch_seconds=3.0, num_replicas=2, rank=r)
+        for r in range(2)
+    ]
+    assert len(shards[0]) == len(shards[1]) == 3
+    covered = {i for shard in shards for b in shard for i in b}
+    assert covered == set(range(15))
+
+
+def test_len_matches_iteration():
+    durations = random_durations(seed=7)
+    sampler = DurationBatchSampler(durations, 15.0)
+    sampler.set_epoch(2)
+    assert len(sampler) == len(list(sampler))
+
+
+def test_bad_cap():
+    with pytest.raises(ValueError):
+        DurationBatchSampler([1.0], 0)
+
+
+# ------------------------------------------------------------------ filtering
+
+
+def utt(text, duration):
+    return Utterance("unused.wav", duration, text, origin=f"m:{text}")
+
+
+def test_estimated_frames():
+    # round(0.0123 * 16000) = 197 samples -> 197 // 160 + 1 = 2 frames
+    assert estimated_frames(0.0123, 16000, 160) == 2
+    assert estimated_frames(1.0, 16000, 160) == 101
+    assert estimated_frames(1.0, 8000, 80) == 101
+
+
+def test_filter_utterances_counts_each_reason():
+    tokenizer = CharTokenizer.from_texts(["ab"])  # blank, space, a, b
+    # Durations -> frames: 0.01 s = 160 samples -> 2 frames; 0.02 s -> 3 frames.
+    utts = [
+        utt("ab", 5.0),  # too_long (max 4 s)
+        utt("ab", 0.004),  # too_short (min 0.005 s)
+        utt("ab xyz", 1.0),  # unknown_chars
+        utt("?! ...", 1.0),  # empty_text after normalisation
+        utt("AA", 0.01),  # "aa" needs a, blank, a = 3 frames, has 2: too_short_for_text
+        utt("ab", 0.01),  # needs 2, has 2: kept
+        utt("a a", 0.02),  # needs 3 (no repeated pair), has 3: kept
+        utt("aa", 0.02),  # needs 3, has 3: kept
+        utt("abba", 0.02),  # needs 4 + 1 repeat = 5, has 3: too_short_for_text
+    ]
+    kept, counts = filter_utterances(
+        utts,
+        tokenizer,
+        lambda frames: frames,
+        sample_rate=16000,
+        hop_length=160,
+        max_duration=4.0,
+        min_duration=0.005,
+    )
+    assert counts == {
+        "too_long": 1,
+        "too_short": 1,
+        "unknown_chars": 1,
+        "empty_text": 1,
+        "too_short_for_text": 2,
+    }
+    assert [(u.text, u.duration) for u in kept] == [("ab", 0.01), ("a a", 0.02), ("aa", 0.02)]
+
+
+def test_filter_uses_model_output_frames():
+    tokenizer = CharTokenizer.from_texts(["ab"])
+
+    def halve(frames):  # a stride-2 front end: ceil(frames / 2)
+        return (frames + 1) // 2
+
+    # "aa" needs 3 outputs. 0.03 s -> 4 frames -> 2 outputs (dropped);
+    # 0.04 s -> 5 frames -> 3 outputs (kept).
+    kept, counts = filter_utterances(
+        [utt("aa", 0.03), utt("aa", 0.04)], tokenizer, halve, 16000, 160, max_duration=10.0
+    )
+    assert counts["too_short_for_text"] == 1
+    assert [u.duration for u in kept] == [0.04]
