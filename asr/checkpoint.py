@@ -53,7 +53,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        with warnings.catch_warnings():  # torch warns about foreign pickle protocols; we refuse them
+        with (
+            warnings.catch_warnings()
+        ):  # torch warns about foreign pickle protocols; we refuse them
             warnings.simplefilter("ignore", UserWarning)
             state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -89,6 +89,16 @@ def train_main(cfg: DictConfig) -> None:
     except _user_errors() as exc:
         _fail("asr-train", exc)
     log.info("done: %s", summary)
+    if summary["interrupted"]:  # saved and resumable, but not finished: say so to the caller
+        import signal
+
+        name = signal.Signals(summary["stop_signal"]).name
+        print(
+            f"asr-train: stopped by {name} at step {summary['steps']}, checkpoint saved; resume "
+            f"with the same command plus train.resume=auto hydra.run.dir={_output_dir()}",
+            file=sys.stderr,
+        )
+        sys.exit(128 + summary["stop_signal"])
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")

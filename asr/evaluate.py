@@ -108,91 +108,21 @@ def score(references: Sequence[str], hypotheses: Sequence[str]) -> dict:
     }
 
 
-def utterance_rows(utterances: Sequence[Utterance], hypotheses: Sequence[str]) -> list[dict]:
-    """Per-utterance errors, most errors first."""
+def utterance_rows(report: ErrorReport) -> list[dict]:
+    """Per-utterance errors, most errors first (the columns of ``utterances.tsv``)."""
     rows = []
-    for utt, hyp in zip(utterances, hypotheses, strict=True):
-        ref, hyp_n = normalize_text(utt.text), normalize_text(hyp)
-        counts = word_counts([ref], [hyp_n])
+    for utt in report.worst_first():
+        row = utt.to_dict()
         rows.append(
             {
-                "audio_filepath": utt.audio_filepath,
-                "errors": counts.errors,
-                "words": counts.reference_length,
-                "wer": round(counts.rate, 4),
-                "reference": ref,
-                "hypothesis": hyp_n,
+                "audio_filepath": report.meta.get("audio_filepaths", {}).get(utt.id, utt.id),
+                **{k: row[k] for k in ("errors", "words", "wer", "reference", "hypothesis")},
+                **{k: row[k] for k in ("substitutions", "deletions", "insertions")},
+                "speaker": utt.speaker or "",
+                "duration": utt.duration,
             }
         )
-    rows.sort(key=lambda r: (-r["errors"], -r["wer"]))
     return rows
-
-
-def write_rows_tsv(path: Path, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=list(rows[0]) if rows else ["audio_filepath"], delimiter="\t"
-    )
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
-
-
-def evaluate(cfg: EvaluateConfig, output_dir: str | Path) -> dict[str, dict]:
-    """Decode and score every manifest in ``cfg``; returns {manifest name: summary}."""
-    from asr.train import pick_device, set_threads
-
-    out = Path(output_dir)
-    device = pick_device(cfg.device)
-    set_threads(cfg.threads)
-    loaded = build_from_checkpoint(cfg.checkpoint, device)
-    decoder = make_decoder(cfg.decoding, loaded.tokenizer)
-    digest = file_digest(cfg.checkpoint)
-    if not cfg.manifests:
-        raise ValueError("manifests is empty: give at least one manifest to evaluate")
-    results = {}
-    for manifest in cfg.manifests:
-        utterances = read_manifest(manifest)
-        name = _report_name(manifest)
-        start = time.perf_counter()
-        hyps = decode_utterances(
-            loaded.model,
-            loaded.features,
-            loaded.tokenizer,
-            utterances,
-            device,
-            cfg.max_batch_seconds,
-            cfg.num_workers,
-            decoder,
-        )
-        elapsed = time.perf_counter() - start
-        audio_s = sum(u.duration for u in utterances)
-        summary = score([u.text for u in utterances], hyps)
-        summary.update(
-            manifest=str(manifest),
-            checkpoint=str(cfg.checkpoint),
-            checkpoint_sha256=digest,
-            audio_seconds=round(audio_s, 2),
-            decode_seconds=round(elapsed, 2),
-            real_time_factor=round(elapsed / max(audio_s, 1e-9), 5),
-            decoding=asdict(cfg.decoding),
-            jiwer_version=jiwer.__version__ if hasattr(jiwer, "__version__") else "",
-        )
-        with atomic_write(out / f"{name}.summary.json") as handle:
-            json.dump(summary, handle, indent=2)
-        write_rows_tsv(out / f"{name}.utterances.tsv", utterance_rows(utterances, hyps))
-        log.info(
-            "%s: WER %.4f CER %.4f over %d utterances (RTF %.4f)",
-            name,
-            summary["wer"],
-            summary["cer"],
-            len(utterances),
-            summary["real_time_factor"],
-        )
-        results[name] = summary
-    return results
-
-
 def _report_name(manifest: str | Path) -> str:
     """'../shared/data/fsdd/dev.jsonl' -> 'fsdd-dev': reports of several corpora stay apart."""
     path = Path(manifest)

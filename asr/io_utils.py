@@ -48,6 +48,19 @@ def _fsync_dir(folder: Path) -> None:
             os.close(dir_fd)
 
 
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete temporaries that a killed :func:`atomic_write` left in ``folder``.
+
+    Only call this where no other process is writing (e.g. when a training run starts).
+    """
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_write(path, "w") as handle:

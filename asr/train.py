@@ -39,7 +39,7 @@ from asr.data import (
 )
 from asr.evaluate import decode_utterances, score
 from asr.features import FeatureSpec, LogMel, RunningStats, spec_augment
-from asr.io_utils import atomic_write
+from asr.io_utils import atomic_write, remove_stale_temporaries
 from asr.manifest import read_manifests
 from asr.model import CTCModel, ModelDims, subsampled_lengths
 from asr.text import CharTokenizer, normalize_text
@@ -192,6 +192,8 @@ class Trainer:
         self.cfg = cfg
         self.out = Path(output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
+        for tmp in remove_stale_temporaries(self.out):  # a killed run's half-written files
+            log.info("removed %s, left by an interrupted write", tmp.name)
         tcfg = cfg.train
         if tcfg.deterministic:
             torch.use_deterministic_algorithms(True)
@@ -222,6 +224,9 @@ class Trainer:
         self.metrics = MetricsLog(self.out, tcfg.metrics_format)
         if self.resume_state is not None:
             self._restore(self.resume_state)
+        else:  # a fresh run in a used folder: old curves would mix with the new ones
+            self.metrics.truncate_after(0)
+            _truncate_jsonl(self.out / "dev_metrics.jsonl", 0)
 
     # ---------------------------------------------------------------- set-up
     def _find_resume_state(self) -> dict | None:
@@ -358,7 +363,9 @@ class Trainer:
         self.skipped_steps = state["skipped_steps"]
         self.aug_gen.set_state(state["aug_rng"])
         set_rng_state(state["rng"])
+        # Steps logged after the checkpoint will be run again: forget them.
         self.metrics.truncate_after(self.step)
+        _truncate_jsonl(self.out / "dev_metrics.jsonl", self.step)
 
     # ------------------------------------------------------------- checkpoints
     def model_state(self) -> dict:
@@ -476,6 +483,7 @@ class Trainer:
             "non_finite_steps_skipped": self.skipped_steps,
             "wall_time_s": round(time.perf_counter() - start, 1),
             "interrupted": stopped_by is not None,
+            "stop_signal": stopped_by,
         }
         with atomic_write(self.out / "summary.json") as handle:
             json.dump(summary, handle, indent=2)
@@ -584,6 +592,17 @@ class Trainer:
             ckpt.save_checkpoint(self.out / "best.pt", state)
         self.model.train()
         return result
+
+
+def _truncate_jsonl(path: Path, step: int) -> None:
+    """Keep the lines of a JSONL log whose "step" is at most ``step``."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(keep) != len(lines):
+        with atomic_write(path) as handle:
+            handle.writelines(keep)
 
 
 def _progress(total: int, initial: int, desc: str, enabled: bool):
