@@ -1,13 +1,16 @@
-"""Turning CTC log-probs into text.
+"""Turning CTC log-probs into text, and text into timed words.
 
 ``greedy_decode`` takes the best symbol per frame, merges repeats and drops blanks.
-Beam search lives beside it behind the same :class:`Decoder` interface.
+Beam search (:mod:`asr.beam`) lives beside it behind the same :class:`Decoder` interface.
+:func:`ctc_align` finds the best path that spells a given token sequence (for beam search,
+whose hypotheses sum over many paths and so carry no single alignment).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from asr.text import CharTokenizer
@@ -21,6 +24,8 @@ class Hypothesis:
     score: float = 0.0
     tokens: list[int] = field(default_factory=list)
     frames: list[int] = field(default_factory=list)
+    #: the runner-up texts of an n-best search, best first (empty for greedy decoding)
+    alternatives: list[Hypothesis] = field(default_factory=list)
 
 
 def ctc_collapse(best: list[int], blank: int) -> tuple[list[int], list[int]]:
@@ -63,3 +68,40 @@ class Decoder:
 class GreedyDecoder(Decoder):
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[Hypothesis]:
         return greedy_decode(log_probs, lengths, self.tokenizer)
+
+
+def ctc_align(log_probs: np.ndarray | torch.Tensor, tokens: list[int], blank: int) -> np.ndarray:
+    """The most likely CTC path that spells ``tokens``: the token index each frame is on.
+
+    log_probs [T, V] of one utterance (valid frames only). Returns ``path`` [T] (int64):
+    ``path[t] = i`` when frame t emits ``tokens[i]``, -1 when it emits a blank. Raises
+    ValueError when ``tokens`` cannot fit in T frames. Viterbi over the 2L+1 CTC states
+    (a blank before, between and after the tokens), vectorised over states.
+    """
+    lp = log_probs.detach().float().cpu().numpy() if torch.is_tensor(log_probs) else log_probs
+    frames = lp.shape[0]
+    if not tokens:
+        return np.full(frames, -1, dtype=np.int64)
+    states = np.full(2 * len(tokens) + 1, blank, dtype=np.int64)
+    states[1::2] = tokens
+    # a state may be entered from two back only across a blank between two different tokens
+    skip = np.zeros(len(states), dtype=bool)
+    skip[3::2] = states[3::2] != states[1:-2:2]
+    alpha = np.full(len(states), -np.inf)
+    alpha[:2] = lp[0, states[:2]] if frames else -np.inf
+    back = np.zeros((frames, len(states)), dtype=np.int8)  # 0 stay, 1 step, 2 skip
+    for t in range(1, frames):
+        step = np.concatenate(([-np.inf], alpha[:-1]))
+        jump = np.where(skip, np.concatenate(([-np.inf, -np.inf], alpha[:-2])), -np.inf)
+        moves = np.stack([alpha, step, jump])
+        back[t] = moves.argmax(axis=0)
+        alpha = moves.max(axis=0) + lp[t, states]
+    last = len(states) - 1
+    state = last if alpha[last] >= alpha[last - 1] else last - 1
+    if frames == 0 or not np.isfinite(alpha[state]):
+        raise ValueError(f"{len(tokens)} tokens do not fit in {frames} frames")
+    path = np.empty(frames, dtype=np.int64)
+    for t in range(frames - 1, -1, -1):
+        path[t] = state
+        state -= back[t, state]
+    return np.where(path % 2 == 1, path // 2, -1)

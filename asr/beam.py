@@ -1,0 +1,468 @@
+"""CTC prefix beam search with a word n-gram LM, a lexicon, hotwords and n-best lists.
+
+``BeamDecoder(cfg, tokenizer)(log_probs [B, T, V], lengths [B]) -> list[Hypothesis]``,
+chosen by ``decoding.method=beam``. Settings (:class:`asr.config.DecodingConfig`):
+
+- ``beam_size``: prefixes kept after each frame.
+- ``lm_path``: a word n-gram, ARPA or KenLM binary, read by the ``kenlm`` package. A prefix
+  scores ``log P_ctc(prefix) + lm_weight * ln P_lm(words) + word_bonus * words`` (+ hotword
+  bonuses). The LM scores a word when the space after it (or the end of the utterance)
+  arrives; meanwhile an unfinished word is charged an estimate, the best unigram log-prob of
+  the LM words it can still become (or the LM's ``<unk>`` log-prob when it can become none),
+  so that prefixes mid-word and just past a word compete fairly.
+- ``lexicon``: "" decodes lexicon-free (any spelling); a file with one word per line (first
+  column; extra columns, e.g. spellings, ignored) or ``"lm"`` (the ARPA file's words) admits
+  only those words.
+- ``hotwords`` / ``hotword_weight``: words or phrases to favour. A whole hotword that ends
+  at a word boundary adds ``hotword_weight`` (natural log units: a factor of e**weight on
+  its probability) and never more, however long it is; while it is being spelled it earns
+  the bonus in proportion to the characters matched so far, and loses it again if the word
+  turns out different. The weight must lie in [0, MAX_HOTWORD_WEIGHT]. In a lexicon the
+  hotwords are added to it; the LM still scores them as it scores any word.
+- ``nbest``: hypotheses per utterance; the best is returned, the others, best first, in its
+  ``alternatives``. Scores are the decoding scores above, finished with the LM's ``</s>``.
+
+Why not torchaudio's flashlight decoder (measured here, flashlight-text 0.0.7): its
+lexicon-free mode takes only token-level LMs (a word n-gram there needs a Python LM called
+per token: 3.2x slower), it has no hotwords, no word bonus without a lexicon, and its
+lexicon mode either lets words run together without a space or, with the space in each
+spelling, charges the last word a space the model never emitted; its decode also holds the
+GIL, so threads do not help. This search is plain Python over the few symbols above
+TOKEN_MIN_LOGP in each frame.
+
+Spaces: prefixes are kept in a canonical form (no leading or doubled spaces), so paths that
+differ only in repeated spaces add up to one prefix.
+
+Both cores: ``BeamDecoder(..., workers=2)`` decodes the utterances of a batch in a pool of
+forked worker processes (Python threads would share one core).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asr.config import DecodingConfig
+from asr.decoding import Decoder, Hypothesis, ctc_align
+from asr.text import CharTokenizer, normalize_text
+
+MAX_HOTWORD_WEIGHT = 10.0
+TOKEN_MIN_LOGP = -8.0  # symbols less likely than this in a frame are not tried (p < 3e-4)
+BEAM_THRESHOLD = 30.0  # prefixes further than this behind the best are dropped (nats)
+LN10 = math.log(10.0)
+NEG_INF = float("-inf")
+
+
+def _log_add(a: float, b: float) -> float:
+    if a < b:
+        a, b = b, a
+    if b == NEG_INF:
+        return a
+    return a + math.log1p(math.exp(b - a))
+
+
+class WordLM:
+    """A word n-gram (ARPA or KenLM binary) through ``kenlm``; scores in natural log units."""
+
+    def __init__(self, path: str | Path):
+        try:
+            import kenlm
+        except ImportError as exc:
+            raise ValueError("decoding with an LM needs the kenlm package") from exc
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"{path}: language model not found")
+        config = kenlm.Config()
+        config.show_progress = False
+        config.arpa_complain = kenlm.ARPALoadComplain.NONE
+        try:
+            self.model = kenlm.Model(str(path), config)
+        except (OSError, RuntimeError) as exc:
+            raise ValueError(f"{path}: not a readable ARPA or KenLM binary LM ({exc})") from None
+        self._kenlm = kenlm
+        self.unigrams = read_arpa_unigrams(path)  # None for a binary LM: its words are hidden
+        self.unk_logp = self._score(self.begin(), "<unk>")[1]
+        self._cache: dict[tuple, tuple] = {}
+
+    def begin(self):
+        state = self._kenlm.State()
+        self.model.BeginSentenceWrite(state)
+        return state
+
+    def _score(self, state, word: str) -> tuple[object, float]:
+        out = self._kenlm.State()
+        return out, self.model.BaseScore(state, word, out) * LN10
+
+    def score(self, state, word: str) -> tuple[object, float]:
+        """(state after ``word``, ln P(word | state)), cached: prefixes share histories."""
+        key = (state, word)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = self._score(state, word)
+        return hit
+
+    def finish(self, state) -> float:
+        """ln P(</s> | state)."""
+        return self.score(state, "</s>")[1]
+
+
+def read_arpa_unigrams(path: str | Path) -> dict[str, float] | None:
+    """{word: ln P(word)} from an ARPA file's 1-grams (no <s>, </s>, <unk>); None if binary."""
+    if not _starts_arpa(path):
+        return None
+    unigrams: dict[str, float] = {}
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        inside = False
+        for line in handle:
+            line = line.strip()
+            if line == "\\1-grams:":
+                inside = True
+            elif inside and line.startswith("\\"):
+                break
+            elif inside and line:
+                fields = line.split()
+                if len(fields) >= 2 and fields[1] not in ("<s>", "</s>", "<unk>"):
+                    unigrams[fields[1]] = float(fields[0]) * LN10
+    return unigrams
+
+
+def _starts_arpa(path: str | Path) -> bool:
+    """True when the first non-blank line of the file is ``\\data\\`` (an ARPA text file)."""
+    with open(path, "rb") as handle:
+        for raw in handle:
+            if raw.strip():
+                return raw.strip() == b"\\data\\"
+    return False
+
+
+def read_lexicon(path: str | Path) -> set[str]:
+    """Words of a lexicon file: the first column of each non-empty line, normalised."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: lexicon not found")
+    words = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            words.add(normalize_text(line.split()[0]))
+    words.discard("")
+    return words
+
+
+@dataclass(eq=False, slots=True)
+class _Prefix:
+    """A canonical prefix: everything about it that does not depend on the frame."""
+
+    parent: _Prefix | None
+    token: int  # last token (-1 for the empty prefix)
+    partial: str  # letters of the unfinished word ("" at the start and after a space)
+    lm_state: object
+    fixed: float  # LM, word bonus and hotword scores of finished words
+    ahead: float  # estimated LM + hotword score of the unfinished word
+    hot: str | None  # hotword text matched so far (None: cannot match before the next space)
+    children: dict | None = None
+
+
+class PrefixSearch:
+    """The search itself, on numpy log-probs [T, V]: picklable settings, no torch."""
+
+    def __init__(self, cfg: DecodingConfig, symbols: Sequence[str], blank: int = 0):
+        if not 0.0 <= cfg.hotword_weight <= MAX_HOTWORD_WEIGHT:
+            raise ValueError(
+                f"decoding.hotword_weight must be in [0, {MAX_HOTWORD_WEIGHT}], "
+                f"got {cfg.hotword_weight}"
+            )
+        if cfg.beam_size < 1 or cfg.nbest < 1:
+            raise ValueError("decoding.beam_size and decoding.nbest must be at least 1")
+        self.cfg = cfg
+        self.symbols = list(symbols)
+        self.blank = blank
+        self.space = self.symbols.index(" ")
+        self.lm = WordLM(cfg.lm_path) if cfg.lm_path else None
+        self.hotwords = {h for h in (normalize_text(w) for w in cfg.hotwords) if h}
+        self.lexicon = self._lexicon(cfg.lexicon)
+        self.lookahead = self._lookahead_table()
+        self.hot_partial = self._hotword_table()
+
+    def _lexicon(self, spec: str) -> set[str] | None:
+        if not spec:
+            return None
+        if spec == "lm":
+            if self.lm is None or self.lm.unigrams is None:
+                raise ValueError('decoding.lexicon="lm" needs an ARPA LM (binary LMs hide words)')
+            words = set(self.lm.unigrams)
+        else:
+            words = read_lexicon(spec)
+        return words | {w for h in self.hotwords for w in h.split()}
+
+    def _lookahead_table(self) -> dict[str, float] | None:
+        """{word prefix: best ln P(unigram) of the words it can become} (None: no vocabulary).
+
+        With a lexicon, its keys are also the only spellings allowed.
+        """
+        unigrams = self.lm.unigrams if self.lm is not None else None
+        words = self.lexicon if self.lexicon is not None else unigrams
+        if words is None:
+            return None
+        unk = self.lm.unk_logp if self.lm is not None else 0.0
+        table: dict[str, float] = {}
+        for word in words:
+            logp = unigrams.get(word, unk) if unigrams else unk
+            for end in range(1, len(word) + 1):
+                prefix = word[:end]
+                if logp > table.get(prefix, NEG_INF):
+                    table[prefix] = logp
+        return table
+
+    def _hotword_table(self) -> dict[str, float]:
+        """{hotword prefix: bonus earned so far}: weight * matched / shortest completion."""
+        table: dict[str, float] = {}
+        for hot in sorted(self.hotwords, key=len):
+            for end in range(1, len(hot) + 1):
+                table.setdefault(hot[:end], self.cfg.hotword_weight * end / len(hot))
+        return table
+
+    # --- prefixes -------------------------------------------------------------------------
+    def root(self) -> _Prefix:
+        state = self.lm.begin() if self.lm else None
+        return _Prefix(None, -1, "", state, 0.0, 0.0, "")
+
+    def _ahead(self, partial: str, hot: str | None) -> float:
+        score = self.hot_partial.get(hot, 0.0) if hot else 0.0
+        if self.lm is not None and partial and self.lookahead is not None:
+            score += self.cfg.lm_weight * self.lookahead.get(partial, self.lm.unk_logp)
+        return score
+
+    def _next_hot(self, hot: str | None, char: str) -> str | None:
+        """Advance the hotword match by ``char``; fall back to a match starting after a space."""
+        if hot is None:
+            return "" if char == " " else None
+        text = hot + char
+        if text in self.hot_partial or (char == " " and hot in self.hotwords):
+            return text if text in self.hot_partial else ""
+        for cut in range(len(text)):
+            if text[cut] == " " and text[cut + 1 :] in self.hot_partial:
+                return text[cut + 1 :]
+        return "" if char == " " else None
+
+    def extend(self, prefix: _Prefix, token: int) -> _Prefix | None:
+        """The prefix followed by ``token`` (cached), or None when the lexicon forbids it."""
+        if prefix.children is None:
+            prefix.children = {}
+        if token in prefix.children:
+            return prefix.children[token]
+        child = self._make_child(prefix, token)
+        prefix.children[token] = child
+        return child
+
+    def _make_child(self, prefix: _Prefix, token: int) -> _Prefix | None:
+        char = self.symbols[token]
+        if token != self.space:
+            partial = prefix.partial + char
+            if self.lexicon is not None and partial not in self.lookahead:
+                return None
+            hot = self._next_hot(prefix.hot, char)
+            return _Prefix(
+                prefix,
+                token,
+                partial,
+                prefix.lm_state,
+                prefix.fixed,
+                self._ahead(partial, hot),
+                hot,
+            )
+        word = prefix.partial  # a space ends a word: score it for real
+        if self.lexicon is not None and word not in self.lexicon:
+            return None
+        fixed, state = prefix.fixed + self.cfg.word_bonus, prefix.lm_state
+        if self.lm is not None:
+            state, logp = self.lm.score(state, word)
+            fixed += self.cfg.lm_weight * logp
+        if prefix.hot in self.hotwords:
+            fixed += self.cfg.hotword_weight
+        hot = self._next_hot(prefix.hot, " ")
+        return _Prefix(prefix, token, "", state, fixed, self._ahead("", hot), hot)
+
+    def final_score(self, prefix: _Prefix) -> tuple[_Prefix, float] | None:
+        """End of utterance: finish the last word and the sentence. None if not allowed."""
+        if prefix.partial:
+            prefix = self.extend(prefix, self.space)
+            if prefix is None:
+                return None
+        score = prefix.fixed
+        if self.lm is not None:
+            score += self.cfg.lm_weight * self.lm.finish(prefix.lm_state)
+        return prefix, score
+
+    def tokens_of(self, prefix: _Prefix) -> list[int]:
+        tokens = []
+        while prefix.parent is not None:
+            tokens.append(prefix.token)
+            prefix = prefix.parent
+        tokens.reverse()
+        return tokens
+
+    # --- the search -----------------------------------------------------------------------
+    def search(self, log_probs: np.ndarray) -> list[tuple[float, list[int]]]:
+        """log_probs [T, V] -> up to ``nbest`` (score, tokens), best first, distinct texts."""
+        beams = {self.root(): [0.0, NEG_INF]}  # prefix -> [ln p ending in blank, in a symbol]
+        for frame in log_probs:
+            beams = self._step(beams, frame)
+        return self._finish(beams)
+
+    def _step(self, beams: dict, frame: np.ndarray) -> dict:
+        candidates = np.flatnonzero(frame >= TOKEN_MIN_LOGP).tolist()
+        if not candidates:
+            candidates = [int(frame.argmax())]
+        blank_lp = float(frame[self.blank])
+        symbols = [(c, float(frame[c])) for c in candidates if c != self.blank]
+        nxt: dict[_Prefix, list[float]] = {}
+
+        def add(prefix: _Prefix, slot: int, value: float) -> None:
+            entry = nxt.get(prefix)
+            if entry is None:
+                nxt[prefix] = entry = [NEG_INF, NEG_INF]
+            entry[slot] = _log_add(entry[slot], value)
+
+        for prefix, (p_blank, p_symbol) in beams.items():
+            total = _log_add(p_blank, p_symbol)
+            add(prefix, 0, total + blank_lp)
+            for token, lp in symbols:
+                if token == self.space and not prefix.partial:
+                    add(prefix, 1, total + lp)  # leading or doubled space: same text
+                elif token == prefix.token:
+                    add(prefix, 1, p_symbol + lp)  # a repeat merges...
+                    child = self.extend(prefix, token)  # ...unless a blank came between
+                    if child is not None and p_blank > NEG_INF:
+                        add(child, 1, p_blank + lp)
+                else:
+                    child = self.extend(prefix, token)
+                    if child is not None:
+                        add(child, 1, total + lp)
+        return self._prune(nxt)
+
+    def _prune(self, beams: dict) -> dict:
+        scored = [
+            (_log_add(pb, ps) + p.fixed + p.ahead, i, p)
+            for i, (p, (pb, ps)) in enumerate(beams.items())
+        ]
+        best = heapq.nlargest(self.cfg.beam_size, scored, key=lambda x: x[0])
+        floor = best[0][0] - BEAM_THRESHOLD
+        return {p: beams[p] for score, _, p in best if score >= floor}
+
+    def _finish(self, beams: dict) -> list[tuple[float, list[int]]]:
+        by_text: dict[str, tuple[float, list[int]]] = {}
+        for prefix, (p_blank, p_symbol) in beams.items():
+            done = self.final_score(prefix)
+            if done is None:
+                continue
+            end, lm_score = done
+            score = _log_add(p_blank, p_symbol) + lm_score
+            tokens = self.tokens_of(prefix)  # the tokens emitted: no virtual final space
+            text = "".join(self.symbols[t] for t in tokens).strip()
+            if text not in by_text or score > by_text[text][0]:
+                by_text[text] = (score, tokens)
+        if not by_text:  # no prefix ends on a lexicon word: keep the best one's whole words
+            best = max(beams, key=lambda p: _log_add(*beams[p]) + p.fixed + p.ahead)
+            score = _log_add(*beams[best]) + best.fixed
+            while best.partial:
+                best = best.parent
+            return [(score, self.tokens_of(best))]
+        ranked = sorted(by_text.values(), key=lambda x: -x[0])
+        return ranked[: self.cfg.nbest]
+
+
+# --- worker processes ---------------------------------------------------------------------
+_WORKER_SEARCH: PrefixSearch | None = None
+
+
+def _init_worker(search: PrefixSearch | tuple) -> None:
+    global _WORKER_SEARCH
+    os.environ["OMP_NUM_THREADS"] = "1"
+    _WORKER_SEARCH = search if isinstance(search, PrefixSearch) else PrefixSearch(*search)
+
+
+def _search_in_worker(log_probs: np.ndarray) -> list[tuple[float, list[int]]]:
+    return _WORKER_SEARCH.search(log_probs)
+
+
+class BeamDecoder(Decoder):
+    """Prefix beam search behind the :class:`Decoder` interface (see the module docstring).
+
+    ``workers > 1`` decodes the utterances of a batch in that many processes; call
+    :meth:`close` (or use ``with``) to stop them early, else they end with the program.
+    """
+
+    def __init__(self, cfg: DecodingConfig, tokenizer: CharTokenizer, workers: int = 1):
+        super().__init__(tokenizer)
+        self.cfg = cfg
+        self.search = PrefixSearch(cfg, tokenizer.symbols, tokenizer.blank_id)
+        self.workers = max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[Hypothesis]:
+        """log_probs [B, T, V], lengths [B] -> the best hypothesis of each utterance."""
+        lp = log_probs.detach().float().cpu().numpy()
+        utterances = [lp[b, :n] for b, n in enumerate(lengths.tolist())]
+        results = self._run(utterances)
+        return [self._hypotheses(u, r) for u, r in zip(utterances, results, strict=True)]
+
+    def _run(self, utterances: list[np.ndarray]) -> list[list[tuple[float, list[int]]]]:
+        if self.workers == 1 or len(utterances) < 2:
+            return [self.search.search(u) for u in utterances]
+        return list(self._executor().map(_search_in_worker, utterances))
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # fork shares the loaded LM with the workers; elsewhere each worker reloads it
+            if "fork" in multiprocessing.get_all_start_methods():
+                context, init = multiprocessing.get_context("fork"), self.search
+            else:
+                context = multiprocessing.get_context("spawn")
+                init = (self.cfg, self.tokenizer.symbols, self.tokenizer.blank_id)
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=context, initializer=_init_worker, initargs=(init,)
+            )
+        return self._pool
+
+    def _hypotheses(
+        self, log_probs: np.ndarray, results: list[tuple[float, list[int]]]
+    ) -> Hypothesis:
+        hyps = []
+        for score, tokens in results:
+            path = ctc_align(log_probs, tokens, self.tokenizer.blank_id)
+            first = _first_frames(path, len(tokens))
+            hyps.append(Hypothesis(self.tokenizer.decode(tokens), score, tokens, first))
+        best = hyps[0]
+        best.alternatives = hyps[1:]
+        return best
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def __enter__(self) -> BeamDecoder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _first_frames(path: np.ndarray, count: int) -> list[int]:
+    """First frame of each of ``count`` tokens on an alignment path from :func:`ctc_align`."""
+    first = [0] * count
+    seen = [False] * count
+    for t, index in enumerate(path.tolist()):
+        if index >= 0 and not seen[index]:
+            seen[index] = True
+            first[index] = t
+    return first
