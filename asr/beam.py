@@ -39,6 +39,7 @@ forked worker processes (Python threads would share one core).
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import multiprocessing
@@ -444,6 +445,12 @@ class BeamDecoder(Decoder):
         best = hyps[0]
         best.alternatives = hyps[1:]
         return best
+
+    def set_weights(self, lm_weight: float, word_bonus: float) -> None:
+        """New LM weight and word bonus, keeping the loaded LM (for tuning)."""
+        self.cfg = dataclasses.replace(self.cfg, lm_weight=lm_weight, word_bonus=word_bonus)
+        self.search.cfg = self.cfg
+        self.close()  # forked workers hold the old settings
 
     def close(self) -> None:
         if self._pool is not None:

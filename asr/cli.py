@@ -156,6 +156,53 @@ def transcribe_main(argv: list[str] | None = None) -> None:
         print(f"{prefix}{result.text}")
 
 
+def lm_main(argv: list[str] | None = None) -> None:
+    """asr-lm build|tune: word n-gram LMs for beam search."""
+    parser = argparse.ArgumentParser(prog="asr-lm", description="Word n-gram LMs for beam search.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="estimate a Kneser-Ney n-gram, write ARPA")
+    build.add_argument("output", help="the ARPA file to write")
+    build.add_argument(
+        "inputs",
+        nargs="+",
+        help="text files (one sentence a line, .gz too) and/or manifests (.jsonl: text fields)",
+    )
+    build.add_argument("--order", type=int, default=3)
+    tune = commands.add_parser("tune", help="grid-search lm_weight x word_bonus on a dev set")
+    tune.add_argument("-m", "--model", required=True, help="checkpoint (.pt)")
+    tune.add_argument("--manifest", required=True, help="dev manifest (.jsonl)")
+    tune.add_argument("--lm", required=True, help="ARPA or KenLM binary")
+    tune.add_argument("--lm-weights", default="0,0.25,0.5,0.75,1,1.5", help="comma separated")
+    tune.add_argument("--word-bonuses", default="-1,0,1,2,3", help="comma separated")
+    tune.add_argument("--beam-size", type=int, default=16)
+    tune.add_argument("--lexicon", default="", help='"" (lexicon-free), a word list, or "lm"')
+    tune.add_argument("--workers", type=int, default=1, help="decoding processes")
+    tune.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    from asr import lm
+
+    try:
+        if args.command == "build":
+            model = lm.build_arpa(args.inputs, args.output, args.order)
+            sizes = ", ".join(f"{size} {n}-grams" for n, size in enumerate(model.sizes(), 1))
+            print(f"{args.output}: {sizes}")
+            return
+        rows = lm.tune_lm(
+            args.model,
+            args.manifest,
+            args.lm,
+            [float(x) for x in args.lm_weights.split(",")],
+            [float(x) for x in args.word_bonuses.split(",")],
+            args.beam_size,
+            args.lexicon,
+            args.workers,
+            args.device,
+        )
+    except _user_errors() as exc:
+        _fail("asr-lm", exc)
+    print(lm.tuning_table(rows), end="")
+
+
 def prepare_main(argv: list[str] | None = None) -> None:
     """asr-prepare: write manifests for LibriSpeech, a folder of audio, or a TSV."""
     from asr.prepare import main

@@ -8,10 +8,11 @@ The checkpoint alone rebuilds features, tokenizer and model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from asr.audio import load_audio
@@ -61,29 +62,49 @@ class Transcriber:
         return self.loaded.features.spec.sample_rate
 
     @torch.no_grad()
-    def transcribe_waves(self, waves: Sequence[torch.Tensor]) -> list[str]:
-        """Texts for mono waveforms [N] at :attr:`sample_rate`, decoded as one padded batch."""
+    def emissions(self, waves: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mono waveforms [N] at :attr:`sample_rate` -> (log_probs [B, T, V], lengths [B])."""
         padded, lengths = pad_stack([w.float() for w in waves])
         feats, frames = self.loaded.features(padded.to(self.device), lengths.to(self.device))
-        log_probs, out_lengths = self.loaded.model(feats, frames)
-        return [hyp.text for hyp in self.decoder(log_probs, out_lengths)]
+        return self.loaded.model(feats, frames)
+
+    def transcribe_waves(self, waves: Sequence[torch.Tensor]) -> list[str]:
+        """Texts for mono waveforms [N] at :attr:`sample_rate`, decoded as one padded batch."""
+        return [hyp.text for hyp in self.decoder(*self.emissions(waves))]
+
+    def batches(self, waves: Sequence[torch.Tensor]) -> Iterator[list[int]]:
+        """Indices of ``waves`` in batches of similar length, each under ``batch_seconds``."""
+        order = sorted(range(len(waves)), key=lambda i: waves[i].shape[0])
+        batch: list[int] = []
+        cap = self.batch_seconds * self.sample_rate
+        for index in order:
+            if batch and (len(batch) + 1) * waves[index].shape[0] > cap:
+                yield batch
+                batch = []
+            batch.append(index)
+        if batch:
+            yield batch
+
+    def file_emissions(self, paths: Sequence[str | Path]) -> list[np.ndarray]:
+        """Log-probs [T, V] (float32, valid frames only) of each audio file, in order given."""
+        waves = [load_audio(p, self.sample_rate) for p in paths]
+        result: list[np.ndarray] = [np.zeros((0, 0), np.float32)] * len(waves)
+        for batch in self.batches(waves):
+            log_probs, lengths = self.emissions([waves[i] for i in batch])
+            log_probs = log_probs.float().cpu().numpy()
+            for row, (i, n) in enumerate(zip(batch, lengths.tolist(), strict=True)):
+                result[i] = log_probs[row, :n].copy()
+        return result
 
     def transcribe(self, paths: Sequence[str | Path]) -> list[Transcript]:
         """Transcripts of audio files, in the order given; similar lengths are batched together."""
         waves = [load_audio(p, self.sample_rate) for p in paths]
-        order = sorted(range(len(waves)), key=lambda i: waves[i].shape[0])
         texts: list[str] = [""] * len(waves)
-        batch: list[int] = []
-        cap = self.batch_seconds * self.sample_rate
-        for index in order + [None]:
-            if batch and (index is None or (len(batch) + 1) * waves[index].shape[0] > cap):
-                for i, text in zip(
-                    batch, self.transcribe_waves([waves[i] for i in batch]), strict=True
-                ):
-                    texts[i] = text
-                batch = []
-            if index is not None:
-                batch.append(index)
+        for batch in self.batches(waves):
+            for i, text in zip(
+                batch, self.transcribe_waves([waves[i] for i in batch]), strict=True
+            ):
+                texts[i] = text
         return [
             Transcript(str(p), t, w.shape[0] / self.sample_rate)
             for p, t, w in zip(paths, texts, waves, strict=True)
