@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from asr.augment import WaveAugmentSpec
 from asr.features import FeatureSpec, SpecAugmentSpec
 
 
@@ -67,6 +68,14 @@ class DecodingConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Training-only augmentation: on the waveform in the workers, then SpecAugment."""
+
+    wave: WaveAugmentSpec = field(default_factory=WaveAugmentSpec)
+    spec: SpecAugmentSpec = field(default_factory=SpecAugmentSpec)  # masks = 0: off
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 30
     max_steps: int = 0  # 0: run `epochs`; otherwise stop (and schedule) at this step
@@ -82,7 +91,7 @@ class TrainConfig:
     progress: bool = True
     deterministic: bool = False
     max_bad_steps: int = 20  # stop after this many non-finite losses in a row
-    metrics_format: str = "csv"  # csv | tensorboard | both
+    metrics_format: str = "csv"  # csv | tensorboard | both (TensorBoard: pip install tensorboard)
 
 
 @dataclass
@@ -92,7 +101,7 @@ class TrainRunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureSpec = field(default_factory=FeatureSpec)
     model: ModelConfig = field(default_factory=ModelConfig)
-    augment: SpecAugmentSpec = field(default_factory=SpecAugmentSpec)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
@@ -110,3 +119,6 @@ class EvaluateConfig:
     num_workers: int = 1
     max_batch_seconds: float = 200.0
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    # text normalisation before scoring: "default" (training's) | "none" (white space only)
+    normalize: str = "default"
+    training_run: str = ""  # a training run folder: its curves go into report.html

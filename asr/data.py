@@ -13,10 +13,12 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from asr.audio import AudioError, load_audio
+from asr.augment import WaveAugmentSpec, augment_wave, clip_generator
 from asr.features import LogMel, num_frames
 from asr.manifest import Utterance
 from asr.text import CharTokenizer, normalize_text
@@ -55,11 +57,16 @@ class SpeechDataset(Dataset):
         features: LogMel | None,
         tokenizer: CharTokenizer | None = None,
         sample_rate: int = 16000,
+        augment: WaveAugmentSpec | None = None,
+        seed: int = 0,
     ):
         self.utterances = utterances
         self.features = features
         self.tokenizer = tokenizer
         self.sample_rate = features.spec.sample_rate if features is not None else sample_rate
+        self.augment = augment if augment is not None and augment.enabled else None
+        self.seed = seed
+        self.epoch = 0  # set by the trainer: augmentation draws depend on (seed, epoch, index)
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -71,6 +78,11 @@ class SpeechDataset(Dataset):
         except AudioError as exc:
             # A bad file must not kill a long run: the batch reports it and training counts it.
             return {"index": index, "error": f"{utt.origin}: {exc}"}
+        if self.augment is not None:
+            rng = clip_generator(self.seed, self.epoch, index)
+            wave = augment_wave(
+                wave, self.sample_rate, self.augment, rng, lambda n: self._babble(n, rng)
+            )
         item: dict = {"index": index}
         if self.features is not None:
             with torch.no_grad():
@@ -81,6 +93,22 @@ class SpeechDataset(Dataset):
         if self.tokenizer is not None:
             item["tokens"] = torch.tensor(self.tokenizer.encode(normalize_text(utt.text)))
         return item
+
+    def _babble(self, length: int, rng) -> np.ndarray:
+        """A few other utterances summed: speech-like background noise of ``length`` samples."""
+        total = np.zeros(length, dtype=np.float32)
+        for other in rng.choice(
+            len(self.utterances), size=min(3, len(self.utterances)), replace=False
+        ):
+            try:
+                voice = load_audio(
+                    self.utterances[int(other)].audio_filepath, self.sample_rate
+                ).numpy()
+            except AudioError:
+                continue
+            voice = np.tile(voice, length // max(voice.shape[0], 1) + 1)[:length]
+            total += voice / max(float(np.sqrt(np.mean(voice**2))), 1e-6)
+        return total
 
 
 def pad_stack(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

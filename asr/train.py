@@ -158,7 +158,13 @@ class MetricsLog:
         self.path = folder / "metrics.csv"
         self.writer = None
         if fmt in ("tensorboard", "both"):
-            from torch.utils.tensorboard import SummaryWriter
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise TrainingError(
+                    "train.metrics_format asks for TensorBoard, which is not installed: "
+                    "pip install tensorboard, or use train.metrics_format=csv"
+                ) from None
 
             self.writer = SummaryWriter(str(folder / "tensorboard"))
         self.csv = fmt in ("csv", "both")
@@ -197,6 +203,10 @@ class Trainer:
         tcfg = cfg.train
         if tcfg.deterministic:
             torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.deterministic = True
+        # cuDNN autotuning pays off for the conv front end once the bucketed batch shapes
+        # repeat; it is not bit-reproducible, so determinism turns it off.
+        torch.backends.cudnn.benchmark = not tcfg.deterministic
         self.device = pick_device(tcfg.device)
         self.amp_dtype = pick_precision(tcfg.precision, self.device)
         self.threads = set_threads(tcfg.threads)
@@ -287,7 +297,10 @@ class Trainer:
             None if self.features_on_device else self.features,
             self.tokenizer,
             self.spec.sample_rate,
+            augment=cfg.augment.wave,
+            seed=cfg.train.seed,
         )
+        self.dataset = dataset
         self.sampler = DurationBatchSampler(
             [u.duration for u in self.train_utts],
             cfg.data.max_batch_seconds,
@@ -411,8 +424,9 @@ class Trainer:
         if self.features_on_device:
             with torch.no_grad():
                 inputs, lengths = self.features(inputs, lengths)
-        if self.cfg.augment.freq_masks or self.cfg.augment.time_masks:
-            inputs = spec_augment(inputs, lengths, self.cfg.augment, self.aug_gen)
+        masks = self.cfg.augment.spec
+        if masks.freq_masks or masks.time_masks:
+            inputs = spec_augment(inputs, lengths, masks, self.aug_gen)
         with torch.autocast(
             device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
         ):
@@ -505,6 +519,7 @@ class Trainer:
         cfg = self.cfg.train
         self.model.train()
         self.sampler.set_epoch(self.epoch, self.consumed)
+        self.dataset.epoch = self.epoch  # workers get a fresh copy of the dataset each epoch
         window: list[torch.Tensor] = []
         norms: list[torch.Tensor] = []
         frames = utterances = 0
@@ -547,7 +562,9 @@ class Trainer:
                         "elapsed_s": round(elapsed, 3),
                     }
                 )
-                bar.set_postfix(loss=f"{loss:.3f}", step=self.step)
+                bar.set_postfix(
+                    loss=f"{loss:.3f}", step=self.step, frames_s=f"{frames / elapsed:.0f}"
+                )
                 window, norms, frames, utterances, tick = [], [], 0, 0, time.perf_counter()
             if (
                 cfg.checkpoint_every

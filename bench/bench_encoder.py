@@ -36,7 +36,9 @@ class PlainStack(nn.Module):
         if not self.packed:
             return self.lstm(x)[0]
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        return pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])[0]
+        return pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])[
+            0
+        ]
 
 
 class Variant(nn.Module):
@@ -49,7 +51,9 @@ class Variant(nn.Module):
         if kind == "ours":
             self.layers = base.layers
         else:
-            self.stack = PlainStack(dims.conv_channels, dims.hidden_size, dims.num_layers, kind == "packed")
+            self.stack = PlainStack(
+                dims.conv_channels, dims.hidden_size, dims.num_layers, kind == "packed"
+            )
 
     def forward(self, feats, lengths):
         x, lengths = self.front_end(feats, lengths)
@@ -65,7 +69,9 @@ class Variant(nn.Module):
 def step_time(model: nn.Module, feats, lengths, targets, target_lengths, opt) -> float:
     start = time.perf_counter()
     log_probs, out_lengths = model(feats, lengths)
-    loss = F.ctc_loss(log_probs.transpose(0, 1), targets, out_lengths, target_lengths, zero_infinity=True)
+    loss = F.ctc_loss(
+        log_probs.transpose(0, 1), targets, out_lengths, target_lengths, zero_infinity=True
+    )
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -73,7 +79,9 @@ def step_time(model: nn.Module, feats, lengths, targets, target_lengths, opt) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
@@ -83,15 +91,23 @@ def main() -> None:
     parser.add_argument("--subsampling", type=int, default=2)
     args = parser.parse_args()
     torch.manual_seed(0)
-    dims = ModelDims(vocab_size=30, hidden_size=args.hidden, num_layers=args.layers,
-                     subsampling=args.subsampling, dropout=0.0)  # fmt: skip
+    dims = ModelDims(
+        vocab_size=30,
+        hidden_size=args.hidden,
+        num_layers=args.layers,
+        subsampling=args.subsampling,
+        dropout=0.0,
+    )
     lengths = torch.linspace(args.frames * 0.6, args.frames, args.batch).long()
     feats = torch.randn(args.batch, args.frames, dims.n_mels)
     target_lengths = (lengths // (4 * args.subsampling)).clamp(min=1)
     targets = torch.randint(1, 30, (args.batch, int(target_lengths.max())))
     frames = int(lengths.sum())
-    print(f"batch {args.batch} x up to {args.frames} frames, {args.layers} x {args.hidden} BiLSTM, "
-          f"subsampling {args.subsampling}; frames/s = input frames per second (median of {args.repeats})")  # fmt: skip
+    print(
+        f"batch {args.batch} x up to {args.frames} frames, {args.layers} x {args.hidden} BiLSTM, "
+        f"subsampling {args.subsampling}; frames/s = input frames per second "
+        f"(median of {args.repeats})"
+    )
     print(f"{'threads':>7} {'variant':>8} {'frames/s':>10} {'vs padded':>10}")
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -100,7 +116,10 @@ def main() -> None:
             model = Variant(dims, kind)
             opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
             step_time(model, feats, lengths, targets, target_lengths, opt)  # warm-up
-            times = [step_time(model, feats, lengths, targets, target_lengths, opt) for _ in range(args.repeats)]
+            times = [
+                step_time(model, feats, lengths, targets, target_lengths, opt)
+                for _ in range(args.repeats)
+            ]
             results[kind] = frames / statistics.median(times)
         for kind, fps in results.items():
             print(f"{threads:>7} {kind:>8} {fps:>10.0f} {fps / results['padded']:>9.2f}x")
