@@ -11,7 +11,7 @@ import torch
 
 from asr.beam import MAX_HOTWORD_WEIGHT, BeamDecoder, read_arpa_unigrams
 from asr.config import DecodingConfig
-from asr.decoding import greedy_decode
+from asr.decoding import greedy_decode, timed_words
 from asr.evaluate import make_decoder
 from asr.text import CharTokenizer
 
@@ -209,3 +209,45 @@ def test_read_arpa_unigrams(toy_lm):
     unigrams = read_arpa_unigrams(toy_lm)
     assert set(unigrams) == {"cat", "cab", "a", "bat"}
     assert unigrams["cat"] == pytest.approx(-0.7 * math.log(10))
+
+
+# --- word timestamps and confidences ---------------------------------------------------------
+def test_timed_words_exact_frames_for_greedy_and_beam():
+    #        0    1    2    3    4    5    6    7    8    9
+    path = ["-", "c", "a", "a", "-", "t", " ", "-", "a", "-"]
+    lp = emissions(path)
+    (greedy,) = greedy_decode(lp[None], torch.tensor([len(path)]), TOK)
+    (beam,) = decode(path)
+    for hyp in (greedy, beam):
+        words = timed_words(lp, hyp.tokens, TOK, frame_seconds=0.02)
+        assert [w.word for w in words] == ["cat", "a"]
+        times = [t for w in words for t in (w.start, w.end)]
+        assert times == pytest.approx([0.02, 0.12, 0.16, 0.18])
+        # every frame's path symbol has posterior 0.9 / (0.9 + 5 * 0.001)
+        assert [w.confidence for w in words] == pytest.approx([0.9 / 0.905] * 2)
+
+
+def test_timed_words_confidence_is_the_mean_posterior_of_the_word_frames():
+    frames = ["c", {"a": 0.5, "b": 0.4}, "t", "-", " ", "a"]
+    lp = emissions(frames)
+    (hyp,) = greedy_decode(lp[None], torch.tensor([len(frames)]), TOK)
+    assert hyp.text == "cat a"
+    cat, a = timed_words(lp, hyp.tokens, TOK, frame_seconds=0.04)
+    p = [0.9 / 0.905, 0.5 / (0.9 + 4 * 0.001), 0.9 / 0.905]
+    assert cat.confidence == pytest.approx(sum(p) / 3)
+    assert (cat.start, cat.end, a.start, a.end) == pytest.approx((0.0, 0.12, 0.2, 0.24))
+
+
+def test_timed_words_follow_the_beam_choice_not_the_arg_max(toy_lm):
+    lp = emissions(AMBIGUOUS)
+    (hyp,) = decode(AMBIGUOUS, lm_path=toy_lm, lm_weight=1.0)
+    (word,) = timed_words(lp, hyp.tokens, TOK, frame_seconds=0.1)
+    assert word.word == "cat"
+    assert (word.start, word.end) == pytest.approx((0.0, 0.5))
+    assert word.confidence < 0.9  # the "t" frame had posterior 0.4
+
+
+def test_timed_words_of_empty_and_space_only_hypotheses():
+    lp = emissions(["-", " ", "-"])
+    assert timed_words(lp, [], TOK, 0.02) == []
+    assert timed_words(lp, [ID[" "]], TOK, 0.02) == []
