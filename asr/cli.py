@@ -119,12 +119,19 @@ def evaluate_main(cfg: DictConfig) -> None:
 
 
 def transcribe_main(argv: list[str] | None = None) -> None:
-    """asr-transcribe FILE... -m CHECKPOINT: print each file's transcript."""
+    """asr-transcribe INPUT... -m CHECKPOINT [-f FORMAT] [-o DIR]: transcripts of audio.
+
+    Without -o each transcript is printed (-f txt: "path<TAB>text" lines when there are
+    several files); with -o the files OUTPUT_DIR/<name>.<format> are written (-f default
+    all). Several inputs: unreadable files are reported, skipped, and the exit status is 1.
+    """
     parser = argparse.ArgumentParser(prog="asr-transcribe", description="Transcribe audio files.")
-    parser.add_argument("files", nargs="+", help="audio files (wav, flac, ogg, mp3, ...)")
+    parser.add_argument("inputs", nargs="+", help="audio files or folders (searched recursively)")
     parser.add_argument(
         "-m", "--model", required=True, help="checkpoint (.pt) written by asr-train"
     )
+    parser.add_argument("-f", "--format", default=None, help="txt|json|srt|vtt|tsv|all")
+    parser.add_argument("-o", "--output-dir", default=None, help="write files here")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--decoding", default="greedy", choices=["greedy", "beam"])
@@ -134,9 +141,16 @@ def transcribe_main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--lm-weight", type=float, default=0.5)
     parser.add_argument("--word-bonus", type=float, default=0.0)
+    parser.add_argument("--lexicon", default="", help='word list, or "lm" (the LM\'s words)')
+    parser.add_argument("--hotwords", default="", help="comma-separated words to favour")
+    parser.add_argument("--hotword-weight", type=float, default=2.0, help="0..10 (nats)")
+    parser.add_argument("--nbest", type=int, default=1, help="alternatives kept (json)")
+    parser.add_argument("--workers", type=int, default=1, help="beam search processes")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    from asr import outputs
     from asr.train import set_threads
-    from asr.transcribe import Transcriber
+    from asr.transcribe import Transcriber, collect_audio
 
     set_threads(args.threads)
     decoding = DecodingConfig(
@@ -145,15 +159,41 @@ def transcribe_main(argv: list[str] | None = None) -> None:
         lm_path=args.lm,
         lm_weight=args.lm_weight,
         word_bonus=args.word_bonus,
+        lexicon=args.lexicon,
+        hotwords=[w for w in args.hotwords.split(",") if w.strip()],
+        hotword_weight=args.hotword_weight,
+        nbest=args.nbest,
     )
     try:
-        transcriber = Transcriber.from_checkpoint(args.model, args.device, decoding)
-        results = transcriber.transcribe(args.files)
+        fmt = args.format or ("all" if args.output_dir else "txt")
+        formats = outputs.parse_formats(fmt)
+        if args.output_dir is None and len(formats) > 1:
+            raise ValueError(f"-f {fmt} writes several files: give -o OUTPUT_DIR")
+        paths, roots = collect_audio(args.inputs)
+        names = outputs.output_names(paths, roots)
+        transcriber = Transcriber.from_checkpoint(args.model, args.device, decoding, args.workers)
+        many = len(paths) > 1
+        results = transcriber.transcribe(paths, progress=many and not args.quiet, skip_errors=many)
     except _user_errors() as exc:
         _fail("asr-transcribe", exc)
-    for result in results:
-        prefix = f"{result.path}\t" if len(results) > 1 else ""
-        print(f"{prefix}{result.text}")
+    failed = [r for r in results if r.error]
+    for result in failed:
+        print(f"asr-transcribe: skipped: {result.error}", file=sys.stderr)
+    for result, name in zip(results, names, strict=True):
+        if result.error:
+            continue
+        if args.output_dir is not None:
+            outputs.write_transcript(result, args.output_dir, name, formats)
+        elif formats == ["txt"]:
+            print(f"{result.path}\t{result.text}" if many else result.text)
+        else:
+            print(f"==> {result.path} <==\n" if many else "", end="")
+            print(outputs.WRITERS[formats[0]](result), end="")
+    if args.output_dir is not None:
+        done = len(results) - len(failed)
+        print(f"{done} transcript(s) written to {args.output_dir} as {','.join(formats)}")
+    if failed:
+        sys.exit(1)
 
 
 def lm_main(argv: list[str] | None = None) -> None:

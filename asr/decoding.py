@@ -130,13 +130,19 @@ def timed_words(
     step (feature hop x subsampling). The alignment is the best path spelling ``tokens``
     (:func:`ctc_align`; for a greedy hypothesis that is its own arg-max path).
 
-    A word runs from the first frame of its first letter to the last frame of its last
-    letter: ``start = first * frame_seconds``, ``end = (last + 1) * frame_seconds``.
+    A word spans the frames from its first letter's first to its last letter's last.
+    Output frame t is centred on t * frame_seconds (centred STFT frames, centred strided
+    convolutions), so the word runs from ``(first - 0.5) * frame_seconds`` (at least 0) to
+    ``(last + 0.5) * frame_seconds``. Measured on the demo dev set against espeak-ng's word
+    events (demo model, 40 ms frames): ends within 0.026 s on average; starts after the
+    first word 0.04 s late on average (the space and blank frames between two words count
+    as the gap before the next one, while espeak's boundaries have no gap).
+
     Its confidence is the mean, over those frames, of the posterior of the symbol the path
     puts there (letters and the blanks between them): for a greedy path, the mean per-frame
-    max posterior. The mean, not the minimum, because CTC's spiky letters routinely share
-    one boundary frame with the blank at ~0.5, which would drag the minimum of every
-    correct word down; see the module's tests for the measured separation.
+    max posterior. The mean, not the minimum: on the demo dev set it separates right from
+    wrong words better (AUC 0.89 against 0.76), since CTC's spiky letters often share a
+    frame with the blank at ~0.5, which drags the minimum of correct words down too.
     """
     lp = log_probs.detach().float().cpu().numpy() if torch.is_tensor(log_probs) else log_probs
     path = ctc_align(lp, tokens, tokenizer.blank_id)
@@ -153,9 +159,8 @@ def timed_words(
         begin, end = first[span[0]], last[span[-1]]
         text = tokenizer.decode(tokens[i] for i in span)
         confidence = float(posterior[begin : end + 1].mean())
-        words.append(
-            Word(text, begin * frame_seconds, (end + 1) * frame_seconds, min(1.0, confidence))
-        )
+        start = max(0.0, (begin - 0.5) * frame_seconds)
+        words.append(Word(text, start, (end + 0.5) * frame_seconds, min(1.0, confidence)))
     return words
 
 

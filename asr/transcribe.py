@@ -1,34 +1,43 @@
 """Transcribing audio files with a checkpoint, from Python or from ``asr-transcribe``.
 
 >>> t = Transcriber.from_checkpoint("best.pt")
->>> t.transcribe(["a.wav", "b.flac"])[0].text
+>>> result = t.transcribe(["a.wav", "b.flac"])[0]
+>>> result.text, [(w.word, w.start, w.end, w.confidence) for w in result.words]
 
-The checkpoint alone rebuilds features, tokenizer and model.
+The checkpoint alone rebuilds features, tokenizer and model. Each transcript carries its
+words with times (seconds) and confidences from the CTC alignment
+(:func:`asr.decoding.timed_words`); :mod:`asr.outputs` writes them as txt/json/srt/vtt/tsv.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from asr.audio import load_audio
+from asr.audio import AudioError, audio_info, load_audio
 from asr.checkpoint import LoadedModel, build_from_checkpoint
 from asr.config import DecodingConfig
 from asr.data import pad_stack
-from asr.decoding import Decoder
+from asr.decoding import Decoder, Hypothesis, Word, timed_words
 
 
 @dataclass
 class Transcript:
-    """The result for one file."""
+    """The result for one file. ``error`` is set (and the rest empty) for a skipped file."""
 
     path: str
     text: str
     duration: float  # seconds of audio
+    words: list[Word] = field(default_factory=list)
+    score: float = 0.0  # the decoder's score of ``text``
+    #: runner-up texts with their scores, best first (beam search with nbest > 1)
+    alternatives: list[tuple[str, float]] = field(default_factory=list)
+    error: str = ""
 
 
 class Transcriber:
@@ -48,18 +57,35 @@ class Transcriber:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str = "auto", decoding: DecodingConfig | None = None
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        decoding: DecodingConfig | None = None,
+        workers: int = 1,
     ) -> Transcriber:
+        """``workers``: processes for beam search over the utterances of a batch."""
         from asr.evaluate import make_decoder
         from asr.train import pick_device
 
         dev = pick_device(device)
         loaded = build_from_checkpoint(path, dev)
-        return cls(loaded, make_decoder(decoding or DecodingConfig(), loaded.tokenizer), dev)
+        decoding = decoding or DecodingConfig()
+        if decoding.method == "beam":
+            from asr.beam import BeamDecoder
+
+            decoder = BeamDecoder(decoding, loaded.tokenizer, workers)
+        else:
+            decoder = make_decoder(decoding, loaded.tokenizer)
+        return cls(loaded, decoder, dev)
 
     @property
     def sample_rate(self) -> int:
         return self.loaded.features.spec.sample_rate
+
+    @property
+    def frame_seconds(self) -> float:
+        """Time step of the model's output frames: feature hop x subsampling."""
+        return self.loaded.features.spec.hop_ms / 1000 * self.loaded.model.dims.subsampling
 
     @torch.no_grad()
     def emissions(self, waves: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,13 +98,27 @@ class Transcriber:
         """Texts for mono waveforms [N] at :attr:`sample_rate`, decoded as one padded batch."""
         return [hyp.text for hyp in self.decoder(*self.emissions(waves))]
 
-    def batches(self, waves: Sequence[torch.Tensor]) -> Iterator[list[int]]:
-        """Indices of ``waves`` in batches of similar length, each under ``batch_seconds``."""
-        order = sorted(range(len(waves)), key=lambda i: waves[i].shape[0])
+    def _decode(self, waves: Sequence[torch.Tensor]) -> list[tuple[Hypothesis, list[Word]]]:
+        """Best hypothesis and timed words of each waveform, as one padded batch."""
+        log_probs, lengths = self.emissions(waves)
+        hyps = self.decoder(log_probs, lengths)
+        log_probs = log_probs.float().cpu().numpy()
+        return [
+            (
+                hyp,
+                timed_words(
+                    log_probs[b, :n], hyp.tokens, self.loaded.tokenizer, self.frame_seconds
+                ),
+            )
+            for b, (hyp, n) in enumerate(zip(hyps, lengths.tolist(), strict=True))
+        ]
+
+    def batches(self, lengths: Sequence[float]) -> Iterator[list[int]]:
+        """Indices in batches of similar ``lengths`` (seconds), each under ``batch_seconds``."""
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
         batch: list[int] = []
-        cap = self.batch_seconds * self.sample_rate
         for index in order:
-            if batch and (len(batch) + 1) * waves[index].shape[0] > cap:
+            if batch and (len(batch) + 1) * lengths[index] > self.batch_seconds:
                 yield batch
                 batch = []
             batch.append(index)
@@ -89,23 +129,112 @@ class Transcriber:
         """Log-probs [T, V] (float32, valid frames only) of each audio file, in order given."""
         waves = [load_audio(p, self.sample_rate) for p in paths]
         result: list[np.ndarray] = [np.zeros((0, 0), np.float32)] * len(waves)
-        for batch in self.batches(waves):
+        for batch in self.batches([w.shape[0] / self.sample_rate for w in waves]):
             log_probs, lengths = self.emissions([waves[i] for i in batch])
             log_probs = log_probs.float().cpu().numpy()
             for row, (i, n) in enumerate(zip(batch, lengths.tolist(), strict=True)):
                 result[i] = log_probs[row, :n].copy()
         return result
 
-    def transcribe(self, paths: Sequence[str | Path]) -> list[Transcript]:
-        """Transcripts of audio files, in the order given; similar lengths are batched together."""
-        waves = [load_audio(p, self.sample_rate) for p in paths]
-        texts: list[str] = [""] * len(waves)
-        for batch in self.batches(waves):
-            for i, text in zip(
-                batch, self.transcribe_waves([waves[i] for i in batch]), strict=True
-            ):
-                texts[i] = text
-        return [
-            Transcript(str(p), t, w.shape[0] / self.sample_rate)
-            for p, t, w in zip(paths, texts, waves, strict=True)
-        ]
+    def transcribe(
+        self, paths: Sequence[str | Path], progress: bool = False, skip_errors: bool = False
+    ) -> list[Transcript]:
+        """Transcripts of audio files, in the order given; similar lengths are batched together.
+
+        Audio is read one batch at a time (durations come from the file headers), so
+        memory holds one batch. ``skip_errors``: an unreadable file gives a transcript
+        with ``error`` set instead of raising :class:`asr.audio.AudioError`.
+        """
+        from tqdm import tqdm
+
+        results: list[Transcript | None] = [None] * len(paths)
+        durations = []
+        for i, path in enumerate(paths):
+            try:
+                durations.append(_duration(path))
+            except AudioError as exc:
+                if not skip_errors:
+                    raise
+                results[i] = Transcript(str(path), "", 0.0, error=str(exc))
+                durations.append(0.0)
+        todo = [i for i in range(len(paths)) if results[i] is None]
+        with tqdm(total=len(todo), unit="file", disable=not progress, leave=False) as bar:
+            for batch in self.batches([durations[i] for i in todo]):
+                batch = [todo[i] for i in batch]
+                done = self._transcribe_files(paths, batch, skip_errors)
+                for i, transcript in zip(batch, done, strict=True):
+                    results[i] = transcript
+                bar.update(len(batch))
+        return results
+
+    def _transcribe_files(
+        self, paths: Sequence[str | Path], batch: list[int], skip_errors: bool
+    ) -> list[Transcript]:
+        waves: dict[int, torch.Tensor] = {}
+        failed: dict[int, str] = {}
+        for i in batch:
+            try:
+                waves[i] = load_audio(paths[i], self.sample_rate)
+            except AudioError as exc:
+                if not skip_errors:
+                    raise
+                failed[i] = str(exc)
+        decoded = dict(zip(waves, self._decode(list(waves.values())), strict=True)) if waves else {}
+        out = []
+        for i in batch:
+            if i in failed:
+                out.append(Transcript(str(paths[i]), "", 0.0, error=failed[i]))
+                continue
+            hyp, words = decoded[i]
+            duration = waves[i].shape[0] / self.sample_rate
+            words = [dataclasses.replace(w, end=min(w.end, duration)) for w in words]
+            out.append(
+                Transcript(
+                    str(paths[i]),
+                    hyp.text,
+                    duration,
+                    words,
+                    hyp.score,
+                    [(alt.text, alt.score) for alt in hyp.alternatives],
+                )
+            )
+        return out
+
+
+def _duration(path: str | Path) -> float:
+    """Seconds of audio from the header, with load_audio's messages for missing files."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: file not found")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    return audio_info(path)[0]
+
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64"}
+
+
+def collect_audio(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Path | None]]:
+    """Files given, and audio files found (recursively, sorted) in folders given.
+
+    Returns (paths, roots): ``roots[i]`` is the folder ``paths[i]`` was found in, None for a
+    file named directly (kept whatever its suffix). Missing inputs and folders without audio
+    raise :class:`asr.audio.AudioError`.
+    """
+    paths: list[Path] = []
+    roots: list[Path | None] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(
+                p for p in item.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
+            )
+            if not found:
+                raise AudioError(f"{item}: no audio files in this folder")
+            paths.extend(found)
+            roots.extend([item] * len(found))
+        elif item.exists():
+            paths.append(item)
+            roots.append(None)
+        else:
+            raise AudioError(f"{item}: file not found")
+    return paths, roots

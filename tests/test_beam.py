@@ -222,7 +222,7 @@ def test_timed_words_exact_frames_for_greedy_and_beam():
         words = timed_words(lp, hyp.tokens, TOK, frame_seconds=0.02)
         assert [w.word for w in words] == ["cat", "a"]
         times = [t for w in words for t in (w.start, w.end)]
-        assert times == pytest.approx([0.02, 0.12, 0.16, 0.18])
+        assert times == pytest.approx([0.01, 0.11, 0.15, 0.17])  # frame centres +- half
         # every frame's path symbol has posterior 0.9 / (0.9 + 5 * 0.001)
         assert [w.confidence for w in words] == pytest.approx([0.9 / 0.905] * 2)
 
@@ -235,7 +235,7 @@ def test_timed_words_confidence_is_the_mean_posterior_of_the_word_frames():
     cat, a = timed_words(lp, hyp.tokens, TOK, frame_seconds=0.04)
     p = [0.9 / 0.905, 0.5 / (0.9 + 4 * 0.001), 0.9 / 0.905]
     assert cat.confidence == pytest.approx(sum(p) / 3)
-    assert (cat.start, cat.end, a.start, a.end) == pytest.approx((0.0, 0.12, 0.2, 0.24))
+    assert (cat.start, cat.end, a.start, a.end) == pytest.approx((0.0, 0.1, 0.18, 0.22))
 
 
 def test_timed_words_follow_the_beam_choice_not_the_arg_max(toy_lm):
@@ -243,7 +243,7 @@ def test_timed_words_follow_the_beam_choice_not_the_arg_max(toy_lm):
     (hyp,) = decode(AMBIGUOUS, lm_path=toy_lm, lm_weight=1.0)
     (word,) = timed_words(lp, hyp.tokens, TOK, frame_seconds=0.1)
     assert word.word == "cat"
-    assert (word.start, word.end) == pytest.approx((0.0, 0.5))
+    assert (word.start, word.end) == pytest.approx((0.0, 0.45))
     assert word.confidence < 0.9  # the "t" frame had posterior 0.4
 
 
