@@ -1,7 +1,8 @@
 """Command-line entry points. The only module that imports Hydra.
 
 - ``asr-train``      Hydra app over ``conf/train.yaml`` (schemas from :mod:`asr.config`)
-- ``asr-evaluate``   Hydra app over ``conf/evaluate.yaml``
+- ``asr-evaluate``   Hydra app over ``conf/evaluate.yaml``; ``asr-evaluate compare A B``
+  compares two reports (argparse)
 - ``asr-transcribe`` FILE... -m CHECKPOINT (argparse: files in, text out, like whisper)
 - ``asr-prepare``    corpus converters (LibriSpeech, folder, TSV) -> manifests
 - ``asr-demo-corpus`` generates the synthetic espeak-ng demo corpus
@@ -101,21 +102,65 @@ def train_main(cfg: DictConfig) -> None:
         sys.exit(128 + summary["stop_signal"])
 
 
+def evaluate_main() -> None:
+    """asr-evaluate: score a checkpoint on manifests (see conf/evaluate.yaml).
+
+    ``asr-evaluate compare A B`` compares two reports instead (see :func:`compare_main`);
+    that form is picked out before Hydra, which would read ``compare`` as an override.
+    """
+    if len(sys.argv) > 1 and sys.argv[1] == "compare":
+        compare_main(sys.argv[2:])
+        return
+    _evaluate_app()
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
-def evaluate_main(cfg: DictConfig) -> None:
-    """asr-evaluate: score a checkpoint on manifests (see conf/evaluate.yaml)."""
+def _evaluate_app(cfg: DictConfig) -> None:
     from asr.evaluate import evaluate
 
     config: EvaluateConfig = OmegaConf.to_object(cfg)
+    out = _output_dir(config.output_dir)
     try:
-        results = evaluate(config, _output_dir(config.output_dir))
+        results = evaluate(config, out)
     except _user_errors() as exc:
         _fail("asr-evaluate", exc)
     for name, summary in results.items():
         print(
-            f"{name}: WER {summary['wer']:.4f}  CER {summary['cer']:.4f}  "
+            f"{name}: WER {summary['wer']:.4f} (raw {summary['wer_raw']:.4f})  "
+            f"CER {summary['cer']:.4f}  SER {summary['sentence_error_rate']:.4f}  "
             f"({summary['utterances']} utterances)"
         )
+    print(f"reports: {out / 'report.html'}, {out / 'report.md'}, <set>.report.json ...")
+
+
+def compare_main(argv: list[str] | None = None) -> None:
+    """asr-evaluate compare A B: two reports side by side, with a paired bootstrap."""
+    parser = argparse.ArgumentParser(
+        prog="asr-evaluate compare",
+        description="Compare two asr-evaluate reports (A is the baseline, B the candidate).",
+    )
+    parser.add_argument("a", help="a <set>.report.json, or an asr-evaluate output folder")
+    parser.add_argument("b", help="the same for the system compared with A")
+    parser.add_argument("-o", "--output-dir", default="", help="also write compare.md/.json")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--confidence", type=float, default=0.95)
+    args = parser.parse_args(argv)
+    from asr.compare import compare_paths, comparison_markdown
+    from asr.io_utils import atomic_write_text
+
+    try:
+        comparisons = compare_paths(args.a, args.b, args.resamples, args.seed, args.confidence)
+    except (OSError, ValueError, KeyError) as exc:
+        _fail("asr-evaluate compare", exc)
+    text = comparison_markdown(comparisons)
+    if args.output_dir:
+        import json
+
+        out = Path(args.output_dir)
+        atomic_write_text(out / "compare.md", text)
+        atomic_write_text(out / "compare.json", json.dumps(comparisons, indent=2) + "\n")
+    print(text, end="")
 
 
 def transcribe_main(argv: list[str] | None = None) -> None:

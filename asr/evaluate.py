@@ -1,10 +1,19 @@
 """Scoring a checkpoint on manifests: transcripts, WER and CER, written as reports.
 
-``evaluate(cfg, output_dir)`` decodes each manifest and writes, per manifest,
-``<name>.summary.json`` (WER/CER with S/D/I counts, utterances, words, real-time factor,
-decoding settings and the checkpoint's hash) and ``<name>.utterances.tsv`` (one row per
-utterance, sorted by errors, most first). All text is normalised the same way as training
-targets before scoring.
+``evaluate(cfg, output_dir)`` decodes each manifest and writes, per manifest ``<name>``
+(``fsdd-dev`` for ``.../fsdd/dev.jsonl``):
+
+- ``<name>.summary.json``: WER (normalised and raw), CER, sentence error rate, S/D/I counts,
+  utterances, words, real-time factor, peak memory, decoding and normalisation settings,
+  the checkpoint's hash;
+- ``<name>.report.json``: the same plus per-utterance rows, ranked error pairs, per-word,
+  per-speaker and per-length tables (what ``asr-evaluate compare`` reads);
+- ``<name>.errors.txt``: icefall's errors file, each mistake in context;
+- ``<name>.utterances.tsv``: one row per utterance, most errors first;
+
+and, over all manifests, ``report.md`` (for pull requests) and ``report.html`` (one
+self-contained page with plots, and training curves when ``training_run`` names a run
+folder). Text is normalised as ``normalize`` says, by default like training targets.
 """
 
 from __future__ import annotations
@@ -13,16 +22,17 @@ import csv
 import io
 import json
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 
-import jiwer
 import torch
 from torch.utils.data import DataLoader
 
-from asr.checkpoint import build_from_checkpoint, file_digest
+from asr.checkpoint import LoadedModel, build_from_checkpoint, file_digest
 from asr.config import DecodingConfig, EvaluateConfig
 from asr.data import SpeechDataset, batches_by_duration, collate, worker_init
 from asr.decoding import Decoder, GreedyDecoder
@@ -31,6 +41,14 @@ from asr.io_utils import atomic_write, atomic_write_text
 from asr.manifest import Utterance, read_manifest
 from asr.metrics import char_counts, word_counts
 from asr.model import CTCModel
+from asr.report import (
+    ErrorReport,
+    errors_text,
+    get_normalizer,
+    html_report,
+    markdown_report,
+    read_training_curves,
+)
 from asr.text import CharTokenizer, normalize_text
 
 log = logging.getLogger("asr.evaluate")
@@ -108,21 +126,174 @@ def score(references: Sequence[str], hypotheses: Sequence[str]) -> dict:
     }
 
 
-def utterance_rows(report: ErrorReport) -> list[dict]:
+def utterance_ids(utterances: Sequence[Utterance]) -> list[str]:
+    """Short names for report lines: audio file stems, or whole paths if stems repeat."""
+    stems = [Path(u.audio_filepath).stem for u in utterances]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [u.audio_filepath for u in utterances]
+
+
+def utterance_rows(utterances: Sequence[Utterance], report: ErrorReport) -> list[dict]:
     """Per-utterance errors, most errors first (the columns of ``utterances.tsv``)."""
     rows = []
-    for utt in report.worst_first():
-        row = utt.to_dict()
+    for utt, scored in zip(utterances, report.utterances, strict=True):
+        row = scored.to_dict()
         rows.append(
             {
-                "audio_filepath": report.meta.get("audio_filepaths", {}).get(utt.id, utt.id),
+                "audio_filepath": utt.audio_filepath,
                 **{k: row[k] for k in ("errors", "words", "wer", "reference", "hypothesis")},
                 **{k: row[k] for k in ("substitutions", "deletions", "insertions")},
-                "speaker": utt.speaker or "",
+                "speaker": scored.speaker or "",
                 "duration": utt.duration,
             }
         )
+    rows.sort(key=lambda r: (-r["errors"], -r["wer"]))
     return rows
+
+
+def write_rows_tsv(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(
+        buffer, fieldnames=list(rows[0]) if rows else ["audio_filepath"], delimiter="\t"
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def peak_memory(device: torch.device) -> dict:
+    """Peak resident memory of this process so far, and of CUDA tensors since the last reset.
+
+    ``ru_maxrss`` is a high-water mark for the whole process: it covers loading the model
+    and every manifest decoded before, so later manifests can only report as much or more.
+    """
+    out: dict = {}
+    try:
+        import resource  # Unix only
+    except ImportError:
+        resource = None
+    if resource is not None:
+        usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # Linux reports kilobytes, macOS bytes.
+        out["peak_rss_mb"] = round(usage / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)
+    if device.type == "cuda":
+        out["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated(device) / (1 << 20), 1)
+    return out
+
+
+def evaluate(cfg: EvaluateConfig, output_dir: str | Path) -> dict[str, dict]:
+    """Decode and score every manifest in ``cfg``, write the reports; {name: summary}."""
+    from asr.train import pick_device, set_threads
+
+    if not cfg.manifests:
+        raise ValueError("manifests is empty: give at least one manifest to evaluate")
+    get_normalizer(cfg.normalize)  # a bad name fails before the model loads
+    # Read the curves first too: a wrong folder should not cost a whole decoding run.
+    curves = read_training_curves(cfg.training_run) if cfg.training_run else None
+    out = Path(output_dir)
+    device = pick_device(cfg.device)
+    set_threads(cfg.threads)
+    loaded = build_from_checkpoint(cfg.checkpoint, device)
+    decoder = make_decoder(cfg.decoding, loaded.tokenizer)
+    settings = {
+        "checkpoint": str(cfg.checkpoint),
+        "checkpoint_sha256": file_digest(cfg.checkpoint),
+        "decoding": asdict(cfg.decoding),
+        "device": str(device),
+        "jiwer_version": _jiwer_version(),
+    }
+    reports = []
+    for manifest in cfg.manifests:
+        report = _evaluate_manifest(cfg, manifest, loaded, decoder, device, settings, out)
+        reports.append(report)
+    atomic_write_text(out / "report.md", markdown_report(reports, curves))
+    atomic_write_text(out / "report.html", html_report(reports, curves))
+    log.info("reports: %s", out / "report.html")
+    return {report.name: report.summary() for report in reports}
+
+
+def _evaluate_manifest(
+    cfg: EvaluateConfig,
+    manifest: str,
+    loaded: LoadedModel,
+    decoder: Decoder,
+    device: torch.device,
+    settings: dict,
+    out: Path,
+) -> ErrorReport:
+    """Decode one manifest, time it, and write its JSON, TSV and errors reports."""
+    utterances = read_manifest(manifest)
+    name = _report_name(manifest)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    hyps = decode_utterances(
+        loaded.model,
+        loaded.features,
+        loaded.tokenizer,
+        utterances,
+        device,
+        cfg.max_batch_seconds,
+        cfg.num_workers,
+        decoder,
+    )
+    elapsed = time.perf_counter() - start
+    audio_s = sum(u.duration for u in utterances)
+    meta = {
+        "manifest": str(manifest),
+        **settings,
+        "audio_seconds": round(audio_s, 2),
+        "decode_seconds": round(elapsed, 2),
+        "real_time_factor": round(elapsed / max(audio_s, 1e-9), 5),
+        **peak_memory(device),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    report = ErrorReport.build(
+        [u.text for u in utterances],
+        hyps,
+        ids=utterance_ids(utterances),
+        speakers=[u.speaker for u in utterances],
+        durations=[u.duration for u in utterances],
+        normalize=cfg.normalize,
+        name=name,
+        meta=meta,
+    )
+    _write_manifest_reports(out, name, report, utterances)
+    t = report.total
+    log.info(
+        "%s: WER %.4f (raw %.4f) CER %.4f SER %.4f over %d utterances (RTF %.4f)",
+        name,
+        t.wer,
+        report.raw.rate,
+        report.chars.rate,
+        t.sentence_error_rate,
+        t.utterances,
+        meta["real_time_factor"],
+    )
+    return report
+
+
+def _write_manifest_reports(
+    out: Path, name: str, report: ErrorReport, utterances: Sequence[Utterance]
+) -> None:
+    with atomic_write(out / f"{name}.summary.json") as handle:
+        json.dump(report.summary(), handle, indent=2)
+    with atomic_write(out / f"{name}.report.json") as handle:
+        json.dump(report.to_dict(), handle, indent=1, ensure_ascii=False)
+    atomic_write_text(out / f"{name}.errors.txt", errors_text(report))
+    write_rows_tsv(out / f"{name}.utterances.tsv", utterance_rows(utterances, report))
+
+
+def _jiwer_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jiwer")
+    except PackageNotFoundError:
+        return ""
+
+
 def _report_name(manifest: str | Path) -> str:
     """'../shared/data/fsdd/dev.jsonl' -> 'fsdd-dev': reports of several corpora stay apart."""
     path = Path(manifest)

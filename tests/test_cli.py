@@ -164,3 +164,43 @@ def test_regular_wheel_install_finds_configs(
         cwd=tmp_path,
     )
     assert out.returncode == 0
+
+
+def test_evaluate_writes_readable_reports_and_compares(
+    trained: Path, tiny_corpus: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "eval"
+    proc = run(
+        [
+            str(BIN / "asr-evaluate"),
+            f"checkpoint={trained / 'best.pt'}",
+            f"manifests=[{tiny_corpus / 'dev.jsonl'}]",
+            f"training_run={trained}",
+            "normalize=none",
+            f"hydra.run.dir={out}",
+        ],
+        cwd=tmp_path,
+    )
+    assert "raw" in proc.stdout and "report.html" in proc.stdout
+    name = f"{tiny_corpus.name}-dev"
+    for suffix in ("summary.json", "report.json", "errors.txt", "utterances.tsv"):
+        assert (out / f"{name}.{suffix}").is_file(), suffix
+    summary = json.loads((out / f"{name}.summary.json").read_text())
+    assert summary["normalize"] == "none" and summary["peak_rss_mb"] > 0
+    assert {"wer_raw", "sentence_error_rate", "checkpoint_sha256"} <= set(summary)
+    page = (out / "report.html").read_text()
+    assert 'id="training"' in page and page.count("<svg") >= 3  # dev curve, length, errors
+    assert (out / "report.md").read_text().startswith("# Evaluation report")
+    same = run(
+        [str(BIN / "asr-evaluate"), "compare", str(out), str(out), "-o", str(tmp_path / "cmp")],
+        cwd=tmp_path,
+    )
+    assert "No significant difference" in same.stdout
+    assert json.loads((tmp_path / "cmp" / "compare.json").read_text())[0]["bootstrap"]
+    bad = run(
+        [str(BIN / "asr-evaluate"), "compare", str(out), str(tmp_path / "nope")],
+        cwd=tmp_path,
+        check=False,
+    )
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert bad.stderr.startswith("asr-evaluate compare: error:")
