@@ -258,7 +258,9 @@ def lm_main(argv: list[str] | None = None) -> None:
     tune.add_argument("--manifest", required=True, help="dev manifest (.jsonl)")
     tune.add_argument("--lm", required=True, help="ARPA or KenLM binary")
     tune.add_argument("--lm-weights", default="0,0.25,0.5,0.75,1,1.5", help="comma separated")
-    tune.add_argument("--word-bonuses", default="-1,0,1,2,3", help="comma separated")
+    tune.add_argument(
+        "--word-bonuses", default="-1,0,1,2,3", help="comma separated (--word-bonuses=-1,0,1)"
+    )
     tune.add_argument("--beam-size", type=int, default=16)
     tune.add_argument("--lexicon", default="", help='"" (lexicon-free), a word list, or "lm"')
     tune.add_argument("--workers", type=int, default=1, help="decoding processes")
