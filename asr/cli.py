@@ -305,9 +305,21 @@ def demo_corpus_main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--read",
+        metavar="TEXT_FILE",
+        default="",
+        help="instead: espeak-ng voices read N random lines of this file (.gz ok)",
+    )
+    parser.add_argument("-n", type=int, default=3000, help="with --read: how many sentences")
     args = parser.parse_args(argv)
-    from asr.demo import build_demo_corpus, default_demo_dir
+    from asr.demo import build_demo_corpus, build_reading_corpus, default_demo_dir
 
+    if args.read:
+        out_dir = args.out or None
+        manifest = build_reading_corpus(args.read, args.n, out_dir, args.seed, args.workers)
+        print(f"train\t{manifest}")
+        return
     out = args.out or default_demo_dir(args.seed)
     paths = build_demo_corpus(out, seed=args.seed, workers=args.workers)
     for split, path in paths.items():

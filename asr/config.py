@@ -79,6 +79,7 @@ class AugmentConfig:
 class TrainConfig:
     epochs: int = 30
     max_steps: int = 0  # 0: run `epochs`; otherwise stop (and schedule) at this step
+    accumulate: int = 1  # batches per optimiser step (per process under torchrun)
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 on a capable GPU, else fp32) | fp32 | bf16 | fp16

@@ -169,6 +169,7 @@ class DurationBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        pad_multiple: int = 0,
     ):
         if max_batch_seconds <= 0:
             raise ValueError(f"max_batch_seconds must be positive, got {max_batch_seconds}")
@@ -180,6 +181,9 @@ class DurationBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.num_replicas = num_replicas
         self.rank = rank
+        # The batch count is padded (wrapping around) to a multiple of this: every rank must
+        # run the same number of steps, each of the same number of accumulated batches.
+        self.pad_multiple = max(pad_multiple, num_replicas)
         self.epoch = 0
         self.skip = 0  # batches of the current epoch already consumed (resume)
 
@@ -206,12 +210,10 @@ class DurationBatchSampler(Sampler[list[int]]):
             batches.append(current)
         if self.shuffle and not (self.sorted_first_epoch and self.epoch == 0):
             rng.shuffle(batches)
-        if self.num_replicas > 1:
-            # Every rank needs the same number of batches: wrap around to fill the last round.
-            total = math.ceil(len(batches) / self.num_replicas) * self.num_replicas
-            batches += batches[: total - len(batches)]
-            batches = batches[self.rank :: self.num_replicas]
-        return batches
+        if self.pad_multiple > 1:
+            total = math.ceil(len(batches) / self.pad_multiple) * self.pad_multiple
+            batches += (batches * self.pad_multiple)[: total - len(batches)]
+        return batches[self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._all_batches()
@@ -221,11 +223,17 @@ class DurationBatchSampler(Sampler[list[int]]):
         return len(self._all_batches())
 
     def state_dict(self, consumed: int) -> dict:
-        return {"epoch": self.epoch, "consumed": consumed, "seed": self.seed}
+        """Position after ``consumed`` batches of this rank, counted over all ranks, so that a
+        run can resume with another number of processes."""
+        return {
+            "epoch": self.epoch,
+            "consumed_global": consumed * self.num_replicas,
+            "seed": self.seed,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.seed = state["seed"]
-        self.set_epoch(state["epoch"], state["consumed"])
+        self.set_epoch(state["epoch"], state["consumed_global"] // self.num_replicas)
 
 
 def batches_by_duration(durations: Sequence[float], max_batch_seconds: float) -> list[list[int]]:

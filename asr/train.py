@@ -19,7 +19,6 @@ import os
 import random
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -42,46 +41,25 @@ from asr.features import FeatureSpec, LogMel, RunningStats, spec_augment
 from asr.io_utils import atomic_write, remove_stale_temporaries
 from asr.manifest import read_manifests
 from asr.model import CTCModel, ModelDims, subsampled_lengths
+from asr.runtime import (
+    StopRequested,
+    init_distributed,
+    pick_device,
+    pick_precision,
+    rng_state,
+    set_rng_state,
+    set_threads,
+)
 from asr.text import CharTokenizer, normalize_text
 
 log = logging.getLogger("asr.train")
 
 
+__all__ = ["Trainer", "TrainingError", "lr_lambda", "pick_device", "set_threads", "train"]
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on; the message says why."""
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"train.device={name} but no CUDA device is available")
-    return device
-
-
-def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
-    if name not in ("auto", "fp32", "bf16", "fp16"):
-        raise TrainingError(f"train.precision must be auto|fp32|bf16|fp16, got {name!r}")
-    if name == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return None
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-
-
-def set_threads(threads: int) -> int:
-    """Torch threads for the main process: explicit, or every core.
-
-    Data workers run one thread each and only load audio and compute log-mel, a few
-    percent of a training step: measured on the demo (2 cores), 1 worker + 2 main threads
-    ran 17.3k frames/s, no worker + 2 threads 18.1k, 1 worker + 1 thread 11.1k.
-    """
-    if threads <= 0:
-        threads = os.cpu_count() or 1
-    torch.set_num_threads(threads)
-    return threads
 
 
 def lr_lambda(warmup: int, total: int, schedule: str, min_ratio: float):
@@ -102,61 +80,16 @@ def lr_lambda(warmup: int, total: int, schedule: str, min_ratio: float):
     return factor
 
 
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": list(_flatten(random.getstate()))}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _flatten(state) -> Iterator:
-    # random.getstate() is (version, tuple_of_ints, gauss); stored as a flat list of ints.
-    version, internal, gauss = state
-    yield version
-    yield from internal
-    yield -1 if gauss is None else gauss
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    flat = state["python"]
-    gauss = flat[-1]
-    random.setstate((flat[0], tuple(flat[1:-1]), None if gauss == -1 else gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-class StopRequested:
-    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint and exits between steps."""
-
-    def __init__(self):
-        self.signal: int | None = None
-        self._previous: dict = {}
-
-    def __enter__(self) -> StopRequested:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):  # not in the main thread: leave handlers be
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, _frame) -> None:
-        if self.signal is not None:  # a second Ctrl-C means "now"
-            raise KeyboardInterrupt
-        self.signal = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 class MetricsLog:
     """Per-step metrics appended to metrics.csv (and TensorBoard when asked)."""
 
     FIELDS = ["step", "epoch", "loss", "lr", "grad_norm", "utterances", "frames_per_s", "elapsed_s"]
 
-    def __init__(self, folder: Path, fmt: str):
+    def __init__(self, folder: Path, fmt: str, enabled: bool = True):
         self.path = folder / "metrics.csv"
         self.writer = None
+        if not enabled:  # not the main process: log nothing
+            fmt = "none"
         if fmt in ("tensorboard", "both"):
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -197,17 +130,20 @@ class Trainer:
     def __init__(self, cfg: TrainRunConfig, output_dir: str | Path):
         self.cfg = cfg
         self.out = Path(output_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
-        for tmp in remove_stale_temporaries(self.out):  # a killed run's half-written files
-            log.info("removed %s, left by an interrupted write", tmp.name)
         tcfg = cfg.train
+        if tcfg.accumulate < 1:
+            raise TrainingError(f"train.accumulate must be at least 1, got {tcfg.accumulate}")
+        self.dist, self.device = init_distributed(tcfg.device)
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            for tmp in remove_stale_temporaries(self.out):  # a killed run's half-written files
+                log.info("removed %s, left by an interrupted write", tmp.name)
         if tcfg.deterministic:
             torch.use_deterministic_algorithms(True)
             torch.backends.cudnn.deterministic = True
         # cuDNN autotuning pays off for the conv front end once the bucketed batch shapes
         # repeat; it is not bit-reproducible, so determinism turns it off.
         torch.backends.cudnn.benchmark = not tcfg.deterministic
-        self.device = pick_device(tcfg.device)
         self.amp_dtype = pick_precision(tcfg.precision, self.device)
         self.threads = set_threads(tcfg.threads)
         torch.manual_seed(tcfg.seed)
@@ -231,7 +167,7 @@ class Trainer:
         self.skipped_steps = 0
         self.last_saved = -1
         self.failed_audio: dict[int, str] = {}
-        self.metrics = MetricsLog(self.out, tcfg.metrics_format)
+        self.metrics = MetricsLog(self.out, tcfg.metrics_format, enabled=self.dist.is_main)
         if self.resume_state is not None:
             self._restore(self.resume_state)
         else:  # a fresh run in a used folder: old curves would mix with the new ones
@@ -308,6 +244,9 @@ class Trainer:
             shuffle=True,
             sorted_first_epoch=cfg.data.sorted_first_epoch,
             seed=cfg.train.seed,
+            num_replicas=self.dist.world_size,
+            rank=self.dist.rank,
+            pad_multiple=self.dist.world_size * cfg.train.accumulate,
         )
         workers = cfg.data.num_workers
         self.loader = DataLoader(
@@ -339,6 +278,14 @@ class Trainer:
     def _build_model(self) -> None:
         cfg = self.cfg
         self.model = CTCModel(self.dims).to(self.device)
+        # `net` runs the training forward pass: the model itself, or its DDP wrapper, which
+        # averages gradients over processes. Evaluation and checkpoints use the model.
+        self.net: torch.nn.Module = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.features.to(self.device)
         log.info("model: %.2f M parameters, %s", self.model.num_parameters() / 1e6, self.dims)
         self.optimizer = torch.optim.AdamW(
@@ -347,7 +294,8 @@ class Trainer:
             betas=tuple(cfg.optim.betas),
             weight_decay=cfg.optim.weight_decay,
         )
-        self.total_steps = cfg.train.max_steps or cfg.train.epochs * len(self.sampler)
+        self.steps_per_epoch = len(self.sampler) // cfg.train.accumulate
+        self.total_steps = cfg.train.max_steps or cfg.train.epochs * self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lr_lambda(
@@ -370,8 +318,8 @@ class Trainer:
                 stats["mean"].to(self.device), stats["std"].to(self.device)
             )
         self.sampler.load_state_dict(state["sampler"])
-        self.step, self.epoch = state["step"], state["sampler"]["epoch"]
-        self.consumed = state["sampler"]["consumed"]
+        self.step, self.epoch = state["step"], self.sampler.epoch
+        self.consumed = self.sampler.skip
         self.best_wer = state["best_wer"]
         self.skipped_steps = state["skipped_steps"]
         self.aug_gen.set_state(state["aug_rng"])
@@ -394,7 +342,10 @@ class Trainer:
             "config": _plain(asdict(self.cfg)),
         }
 
-    def save(self, name: str | None = None) -> Path:
+    def save(self, name: str | None = None) -> Path | None:
+        """Write a resumable checkpoint (main process only; returns its path)."""
+        if not self.dist.is_main:
+            return None
         path = self.out / (name or f"step_{self.step:08d}.pt")
         state = self.model_state()
         state.update(
@@ -414,8 +365,10 @@ class Trainer:
         return path
 
     # ---------------------------------------------------------------- training
-    def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """One optimiser step. Returns (loss per token, grad norm) tensors, or None if skipped."""
+    def _ctc_sum(self, batch: Batch) -> torch.Tensor:
+        """Summed CTC loss of one batch (a zero that still reaches every weight if empty)."""
+        if not len(batch):  # every file failed: take part in the gradient sync all the same
+            return sum(p.sum() for p in self.net.parameters()) * 0.0
         device = self.device
         inputs = batch.inputs.to(device, non_blocking=True)
         lengths = batch.input_lengths.to(device, non_blocking=True)
@@ -427,37 +380,55 @@ class Trainer:
         masks = self.cfg.augment.spec
         if masks.freq_masks or masks.time_masks:
             inputs = spec_augment(inputs, lengths, masks, self.aug_gen)
-        with torch.autocast(
-            device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
-        ):
-            log_probs, out_lengths = self.model(inputs, lengths)
-        loss = (
-            F.ctc_loss(
-                log_probs.transpose(0, 1),
-                targets,
-                out_lengths,
-                target_lengths,
-                blank=self.tokenizer.blank_id,
-                reduction="sum",
-                zero_infinity=True,
-            )
-            / target_lengths.sum()
+        dtype = self.amp_dtype or torch.float32
+        with torch.autocast(device.type, dtype=dtype, enabled=self.amp_dtype is not None):
+            log_probs, out_lengths = self.net(inputs, lengths)
+        return F.ctc_loss(
+            log_probs.transpose(0, 1),
+            targets,
+            out_lengths,
+            target_lengths,
+            blank=self.tokenizer.blank_id,
+            reduction="sum",
+            zero_infinity=True,
         )
+
+    def train_step(self, batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """One optimiser step over ``batches`` (accumulated; under DDP, this rank's share).
+
+        The loss is divided by the number of target tokens of the whole step, summed over
+        batches and processes, so 2 processes x 1 batch, 1 process x 2 accumulated batches
+        and 1 process x one merged batch all take the same step.
+        Returns (loss per token of these batches, grad norm), or None if the step was skipped.
+        """
+        local_tokens = sum(int(b.target_lengths.sum()) for b in batches)
+        tokens = self.dist.all_sum(torch.tensor(float(local_tokens), device=self.device))
+        scale = self.dist.world_size / tokens.clamp(min=1.0)  # DDP averages over processes
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        total = torch.zeros((), device=self.device)
+        for i, batch in enumerate(batches):
+            last = i == len(batches) - 1
+            exchange = contextlib.nullcontext()
+            if self.dist.enabled and not last:  # gradients cross processes once, at the end
+                exchange = self.net.no_sync()
+            with exchange:
+                loss = self._ctc_sum(batch)
+                self.scaler.scale(loss * scale).backward()
+            total += loss.detach()
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.model.parameters(), self.cfg.optim.grad_clip
         )
-        # One host sync per step: a non-finite loss or gradient must not reach the weights.
-        if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
+        # One host sync per step: a non-finite loss makes non-finite gradients, and those
+        # must not reach the weights. After DDP the norm is the same on every process.
+        if not bool(torch.isfinite(grad_norm)):
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.update()
             return None
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return loss.detach(), grad_norm.detach()
+        return total / max(local_tokens, 1), grad_norm.detach()
 
     def run(self) -> dict:
         """Train to the end (or to a stop signal); returns the summary written to summary.json."""
@@ -486,7 +457,7 @@ class Trainer:
                 path,
                 self.out,
             )
-        elif self.dev and not (self.out / "best.pt").exists():
+        elif self.dev and self.dist.is_main and not (self.out / "best.pt").exists():
             self.evaluate_dev()
         summary = {
             "steps": self.step,
@@ -498,9 +469,13 @@ class Trainer:
             "wall_time_s": round(time.perf_counter() - start, 1),
             "interrupted": stopped_by is not None,
             "stop_signal": stopped_by,
+            "processes": self.dist.world_size,
         }
-        with atomic_write(self.out / "summary.json") as handle:
-            json.dump(summary, handle, indent=2)
+        if self.dist.enabled:
+            summary["weights_identical_on_all_processes"] = self._weights_in_sync()
+        if self.dist.is_main:
+            with atomic_write(self.out / "summary.json") as handle:
+                json.dump(summary, handle, indent=2)
         if self.failed_audio:
             log.warning(
                 "%d training files could not be read, e.g. %s",
@@ -508,6 +483,14 @@ class Trainer:
                 next(iter(self.failed_audio.values())),
             )
         return summary
+
+    def _weights_in_sync(self) -> bool:
+        """True if every process ends with bit-identical weights (a check on DDP itself)."""
+        flat = torch.cat([p.detach().reshape(-1).double() for p in self.model.parameters()])
+        low, high = flat.clone(), flat.clone()
+        torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MIN)
+        torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
+        return bool(torch.equal(low, high))
 
     def _finished(self) -> bool:
         cfg = self.cfg.train
@@ -520,68 +503,53 @@ class Trainer:
         self.model.train()
         self.sampler.set_epoch(self.epoch, self.consumed)
         self.dataset.epoch = self.epoch  # workers get a fresh copy of the dataset each epoch
-        window: list[torch.Tensor] = []
-        norms: list[torch.Tensor] = []
-        frames = utterances = 0
-        tick = time.perf_counter()
+        window = _LogWindow()
         bar = _progress(len(self.sampler), self.consumed, f"epoch {self.epoch}", cfg.progress)
+        group: list[Batch] = []
         for batch in self.loader:
             for index, error in batch.failed:
                 self.failed_audio.setdefault(index, error)
-            self.consumed += 1
+            group.append(batch)
             bar.update(1)
-            if len(batch):
-                result = self.train_step(batch)
-                if result is None:
-                    self.skipped_steps += 1
-                    self.bad_steps += 1
-                    if self.bad_steps >= cfg.max_bad_steps:
-                        raise TrainingError(
-                            f"{self.bad_steps} non-finite losses in a row at step {self.step}: "
-                            "lower optim.lr, check the data, or raise train.max_bad_steps"
-                        )
-                else:
-                    self.bad_steps = 0
-                    self.step += 1
-                    window.append(result[0])
-                    norms.append(result[1])
-                    frames += int(batch.input_lengths.sum())
-                    utterances += len(batch)
+            if len(group) < cfg.accumulate:
+                continue
+            self.consumed += len(group)
+            result = self.train_step(group)
+            if result is None:
+                self._count_bad_step()
+            else:
+                self.bad_steps = 0
+                self.step += 1
+                window.add(result, group)
+            group = []
             if window and self.step % cfg.log_every == 0:
-                elapsed = time.perf_counter() - tick
-                loss = float(torch.stack(window).mean())
-                self.metrics.write(
-                    {
-                        "step": self.step,
-                        "epoch": self.epoch,
-                        "loss": round(loss, 5),
-                        "lr": self.scheduler.get_last_lr()[0],
-                        "grad_norm": round(float(torch.stack(norms).mean()), 4),
-                        "utterances": utterances,
-                        "frames_per_s": round(frames / max(elapsed, 1e-9), 1),
-                        "elapsed_s": round(elapsed, 3),
-                    }
-                )
-                bar.set_postfix(
-                    loss=f"{loss:.3f}", step=self.step, frames_s=f"{frames / elapsed:.0f}"
-                )
-                window, norms, frames, utterances, tick = [], [], 0, 0, time.perf_counter()
-            if (
-                cfg.checkpoint_every
-                and self.step
-                and self.step % cfg.checkpoint_every == 0
-                and self.step != self.last_saved
-            ):
+                row = window.flush(self.step, self.epoch, self.scheduler.get_last_lr()[0])
+                self.metrics.write(row)
+                speed = f"{row['frames_per_s']:.0f}"
+                bar.set_postfix(loss=f"{row['loss']:.3f}", step=self.step, frames_s=speed)
+            every = cfg.checkpoint_every
+            if every and self.step and self.step % every == 0 and self.step != self.last_saved:
                 self.save()
-            if stop.signal is not None:
+            stopping = self.dist.any(stop.signal is not None, self.device)
+            if stopping or self._finished():
                 bar.close()
-                return stop.signal
-            if self._finished():
-                break
+                return (stop.signal or signal.SIGTERM) if stopping else None
         bar.close()
         return None
 
-    def evaluate_dev(self) -> dict:
+    def _count_bad_step(self) -> None:
+        self.skipped_steps += 1
+        self.bad_steps += 1
+        if self.bad_steps >= self.cfg.train.max_bad_steps:
+            raise TrainingError(
+                f"{self.bad_steps} non-finite losses in a row at step {self.step}: "
+                "lower optim.lr, check the data, or raise train.max_bad_steps"
+            )
+
+    def evaluate_dev(self) -> dict | None:
+        """Greedy WER/CER on the dev manifests (main process only); keeps ``best.pt``."""
+        if not self.dist.is_main:
+            return None
         hyps = decode_utterances(
             self.model,
             self.features,
@@ -609,6 +577,41 @@ class Trainer:
             ckpt.save_checkpoint(self.out / "best.pt", state)
         self.model.train()
         return result
+
+
+class _LogWindow:
+    """Losses and sizes of the steps since the last metrics row; read (one sync) when logged."""
+
+    def __init__(self) -> None:
+        self.losses: list[torch.Tensor] = []
+        self.norms: list[torch.Tensor] = []
+        self.frames = self.utterances = 0
+        self.start = time.perf_counter()
+
+    def __bool__(self) -> bool:
+        return bool(self.losses)
+
+    def add(self, result: tuple[torch.Tensor, torch.Tensor], batches: list[Batch]) -> None:
+        self.losses.append(result[0])
+        self.norms.append(result[1])
+        self.frames += sum(int(b.input_lengths.sum()) for b in batches)
+        self.utterances += sum(len(b) for b in batches)
+
+    def flush(self, step: int, epoch: int, lr: float) -> dict:
+        """The metrics row for the window, which then starts again."""
+        elapsed = time.perf_counter() - self.start
+        row = {
+            "step": step,
+            "epoch": epoch,
+            "loss": round(float(torch.stack(self.losses).mean()), 5),
+            "lr": lr,
+            "grad_norm": round(float(torch.stack(self.norms).mean()), 4),
+            "utterances": self.utterances,
+            "frames_per_s": round(self.frames / max(elapsed, 1e-9), 1),
+            "elapsed_s": round(elapsed, 3),
+        }
+        self.__init__()
+        return row
 
 
 def _truncate_jsonl(path: Path, step: int) -> None:
@@ -647,7 +650,11 @@ def _plain(value):
 
 def train(cfg: TrainRunConfig, output_dir: str | Path) -> dict:
     """Run a training job described by ``cfg`` in ``output_dir``; returns its summary."""
-    return Trainer(cfg, output_dir).run()
+    trainer = Trainer(cfg, output_dir)
+    try:
+        return trainer.run()
+    finally:
+        trainer.dist.close()
 
 
 if __name__ == "__main__":  # torchrun -m asr.train ...

@@ -8,6 +8,8 @@ import time
 import numpy as np
 import pytest
 
+from asr.audio import load_audio
+from asr.manifest import read_manifest
 from asr.synth import Espeak, SynthError, list_english_voices, list_variants
 
 
@@ -192,3 +194,23 @@ def test_parallel_build_matches_serial(tmp_path):
         assert [(u.text, u.speaker) for u in one] == [(u.text, u.speaker) for u in two]
         # espeak carries a little state between utterances: durations agree to a few ms
         assert all(abs(a.duration - b.duration) < 0.05 for a, b in zip(one, two, strict=True))
+
+
+def test_reading_corpus_reads_lines_with_many_voices(tmp_path):
+    import gzip
+
+    from asr.demo import build_reading_corpus, read_sentences
+
+    text = tmp_path / "lines.txt.gz"
+    lines = ["the cat sat on the mat", "a b", "it was twenty one years ago", "one two three four"]
+    with gzip.open(text, "wt") as handle:
+        handle.write("\n".join(lines) + "\n")
+    chosen = read_sentences(text, 3, seed=0)
+    assert sorted(chosen) == sorted(line for line in lines if len(line.split()) >= 3)
+    manifest = build_reading_corpus(text, 3, tmp_path / "read", workers=1)
+    utts = read_manifest(manifest)
+    assert sorted(u.text for u in utts) == sorted(chosen)
+    assert len({u.speaker for u in utts}) == 3
+    assert all(load_audio(u.audio_filepath, 16000).shape[0] > 8000 for u in utts)
+    with pytest.raises(ValueError, match="only 3 lines"):
+        read_sentences(text, 4, seed=0)

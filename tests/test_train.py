@@ -77,7 +77,7 @@ def test_resume_continues_exactly(tiny_corpus: Path, tmp_path: Path) -> None:
     steps = [int(p.stem.split("_")[1]) for p in list_checkpoints(whole)]
     assert 4 in steps and 8 in steps
     state4 = load_checkpoint(whole / "step_00000004.pt")
-    assert state4["sampler"]["consumed"] > 0 or state4["sampler"]["epoch"] > 0
+    assert state4["sampler"]["consumed_global"] > 0 or state4["sampler"]["epoch"] > 0
 
     # A second run that only has the step-4 checkpoint (as if it had died right after it).
     resumed = tmp_path / "resumed"
@@ -107,7 +107,7 @@ def test_short_utterances_are_filtered_and_counted(tiny_corpus: Path, tmp_path: 
 
 
 def test_bad_values_give_clear_errors(tiny_corpus: Path, tmp_path: Path) -> None:
-    with pytest.raises(TrainingError, match="precision"):
+    with pytest.raises(ValueError, match="precision"):
         Trainer(compose_train(tiny_overrides(tiny_corpus, **{"train.precision": "fp8"})), tmp_path)
     with pytest.raises(TrainingError, match="train_manifests"):
         Trainer(compose_train(["model=tiny"]), tmp_path)
