@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.report import REPORT_FORMAT, markdown_table
+from asr.report import REPORT_FORMAT
+from asr.report_text import markdown_table
 
 #: (key in the summary, label, shown as a percentage)
 METRICS = (

@@ -41,14 +41,9 @@ from asr.io_utils import atomic_write, atomic_write_text
 from asr.manifest import Utterance, read_manifest
 from asr.metrics import char_counts, word_counts
 from asr.model import CTCModel
-from asr.report import (
-    ErrorReport,
-    errors_text,
-    get_normalizer,
-    html_report,
-    markdown_report,
-    read_training_curves,
-)
+from asr.report import ErrorReport, get_normalizer, read_training_curves
+from asr.report_html import html_report
+from asr.report_text import errors_text, markdown_report
 from asr.text import CharTokenizer, normalize_text
 
 log = logging.getLogger("asr.evaluate")

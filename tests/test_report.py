@@ -1,4 +1,5 @@
-"""Tests for asr.report (numbers against jiwer, errors file, tables, writers) and asr.compare."""
+"""Tests for asr.report (numbers against jiwer, tables), its writers (asr.report_text,
+asr.report_html) and asr.compare."""
 
 from __future__ import annotations
 
@@ -10,17 +11,9 @@ import jiwer
 import pytest
 
 from asr.compare import compare_paths, comparison_markdown, paired_bootstrap
-from asr.report import (
-    ErrorReport,
-    context_line,
-    errors_text,
-    html_report,
-    length_bucket,
-    log_ticks,
-    markdown_report,
-    nice_ticks,
-    read_training_curves,
-)
+from asr.report import ErrorReport, context_line, length_bucket, read_training_curves
+from asr.report_html import html_report, log_ticks, nice_ticks
+from asr.report_text import errors_text, markdown_report
 from asr.text import normalize_text
 
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "hat", "that", "at", "cats"]
