@@ -333,3 +333,80 @@ def test_file_digest(tmp_path):
     data = np.random.default_rng(1).bytes(3 << 20)
     path.write_bytes(data)
     assert file_digest(path) == hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------ permissions of written files
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+
+
+def mode_of(path) -> int:
+    return os.stat(path).st_mode & 0o7777
+
+
+@pytest.fixture
+def umask():
+    """Set a known umask for the test (``umask(value)``); the old one comes back after."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+@posix_only
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o027, 0o077], ids=oct)
+def test_atomic_write_new_file_gets_umask_mode(tmp_path, umask, mask):
+    umask(mask)
+    atomic_write_text(tmp_path / "report.md", "text\n")
+    with atomic_write(tmp_path / "model.pt", "wb") as handle:
+        handle.write(b"bytes")
+    with open(tmp_path / "plain.txt", "w") as handle:  # what the modes must match
+        handle.write("text\n")
+    assert mode_of(tmp_path / "report.md") == 0o666 & ~mask
+    assert mode_of(tmp_path / "model.pt") == 0o666 & ~mask
+    assert mode_of(tmp_path / "plain.txt") == 0o666 & ~mask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "plain.txt", "report.md"]
+
+
+@posix_only
+@pytest.mark.parametrize("existing", [0o640, 0o600, 0o644, 0o444, 0o755], ids=oct)
+def test_atomic_write_keeps_existing_mode(tmp_path, umask, existing):
+    umask(0o022)  # a new file would be 0o644
+    target = tmp_path / "manifest.jsonl"
+    target.write_text("old\n")
+    target.chmod(existing)
+    atomic_write_text(target, "new\n")
+    assert target.read_text() == "new\n"
+    assert mode_of(target) == existing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.jsonl"]
+
+
+@posix_only
+def test_atomic_write_drops_set_user_id_of_existing_file(tmp_path, umask):
+    umask(0o022)
+    target = tmp_path / "tool"
+    target.write_text("old\n")
+    target.chmod(0o4750)
+    atomic_write_text(target, "new\n")
+    assert mode_of(target) == 0o750
+
+
+@posix_only
+def test_atomic_write_failure_keeps_old_mode(tmp_path, umask):
+    umask(0o077)
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    target.chmod(0o640)
+    with pytest.raises(RuntimeError), atomic_write(target) as handle:
+        handle.write("half")
+        raise RuntimeError("boom")
+    assert target.read_text() == "old" and mode_of(target) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+@posix_only
+def test_save_checkpoint_is_readable_like_other_files(saved, umask):
+    path, parts = saved
+    umask(0o022)
+    fresh = path.parent / "fresh.pt"
+    save_checkpoint(fresh, model_state(*parts))
+    assert mode_of(fresh) == 0o644
