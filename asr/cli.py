@@ -1,11 +1,22 @@
-"""Command-line entry points. The only module that imports Hydra.
+"""Command-line entry points (``[project.scripts]``). The only module that imports Hydra.
 
-- ``asr-train``      Hydra app over ``conf/train.yaml`` (schemas from :mod:`asr.config`)
-- ``asr-evaluate``   Hydra app over ``conf/evaluate.yaml``; ``asr-evaluate compare A B``
-  compares two reports (argparse)
-- ``asr-transcribe`` FILE... -m CHECKPOINT (argparse: files in, text out, like whisper)
-- ``asr-prepare``    corpus converters (LibriSpeech, folder, TSV) -> manifests
-- ``asr-demo-corpus`` generates the synthetic espeak-ng demo corpus
+- ``asr-train``        Hydra app over ``conf/train.yaml`` (schemas from :mod:`asr.config`);
+  ``train.resume=auto`` continues a run; ``torchrun ... -m asr.train`` runs it on several
+  processes
+- ``asr-evaluate``     Hydra app over ``conf/evaluate.yaml``: scores a checkpoint on
+  manifests, writes JSON, errors, TSV, Markdown and HTML reports;
+  ``asr-evaluate compare A B`` (argparse) compares two reports or report folders, with a
+  paired bootstrap
+- ``asr-transcribe``   INPUT... -m CHECKPOINT (argparse): audio files or folders (searched
+  recursively) in; transcripts printed, or written to ``-o DIR``, as
+  ``-f txt|json|srt|vtt|tsv`` (``all`` with -o); greedy decoding, or ``--decoding beam``
+  with ``--lm``, ``--lexicon`` and ``--hotwords``
+- ``asr-lm``           ``build OUTPUT INPUT...``: a Kneser-Ney word n-gram (ARPA) from text
+  files or manifests; ``tune``: grid search of lm_weight x word_bonus on a dev manifest
+- ``asr-prepare``      manifests from LibriSpeech (``--download`` fetches parts), a folder
+  of audio with ``.txt`` transcripts, or a TSV
+- ``asr-demo-corpus``  generates the synthetic espeak-ng demo corpus (cached);
+  ``--read FILE -n N`` instead: espeak-ng voices read N random lines of FILE (training data)
 
 The configs ship inside the package (``asr.conf``), so Hydra finds them through
 ``pkg://asr.conf`` from an editable and from a regular install alike.
