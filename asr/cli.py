@@ -203,6 +203,9 @@ def transcribe_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nbest", type=int, default=1, help="alternatives kept (json)")
     parser.add_argument("--workers", type=int, default=1, help="beam search processes")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--max-duration", type=float, default=1800.0, help="longest file in seconds (memory bound)"
+    )
     args = parser.parse_args(argv)
     from asr import outputs
     from asr.train import set_threads
@@ -227,7 +230,9 @@ def transcribe_main(argv: list[str] | None = None) -> None:
             raise ValueError(f"-f {fmt} writes several files: give -o OUTPUT_DIR")
         paths, roots = collect_audio(args.inputs)
         names = outputs.output_names(paths, roots)
-        transcriber = Transcriber.from_checkpoint(args.model, args.device, decoding, args.workers)
+        transcriber = Transcriber.from_checkpoint(
+            args.model, args.device, decoding, args.workers, args.max_duration
+        )
         many = len(paths) > 1
         results = transcriber.transcribe(paths, progress=many and not args.quiet, skip_errors=many)
     except _user_errors() as exc:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from asr.audio import AudioError, load_audio
+from asr.audio import AudioError, audio_info, load_audio
 from asr.augment import WaveAugmentSpec, augment_wave, clip_generator
 from asr.features import LogMel, num_frames
 from asr.manifest import Utterance
@@ -74,6 +74,13 @@ class SpeechDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         utt = self.utterances[index]
         try:
+            seconds, _ = audio_info(utt.audio_filepath)
+            if seconds > max(1.2 * utt.duration, utt.duration + 1.0):
+                # Batching and the max_duration limit trust the manifest: audio far longer
+                # than it says could exhaust memory, so it is refused before decoding.
+                raise AudioError(
+                    f"audio is {seconds:.1f} s but the manifest says {utt.duration:.1f} s"
+                )
             wave = load_audio(utt.audio_filepath, self.sample_rate)
         except AudioError as exc:
             # A bad file must not kill a long run: the batch reports it and training counts it.

@@ -113,7 +113,7 @@ def ctc_align(log_probs: np.ndarray | torch.Tensor, tokens: list[int], blank: in
     path = np.empty(frames, dtype=np.int64)
     for t in range(frames - 1, -1, -1):
         path[t] = state
-        state -= back[t, state]
+        state -= int(back[t, state])  # int(): NumPy 2 would keep the int8 and overflow
     return np.where(path % 2 == 1, path // 2, -1)
 
 

@@ -40,6 +40,12 @@ class Transcript:
     error: str = ""
 
 
+# The longest file decoded in one pass (s). The whole file goes through the BiLSTM at once:
+# 30 minutes is ~0.5 GB of activations for the default model; past it, say so rather than
+# run out of memory.
+MAX_DURATION = 1800.0
+
+
 class Transcriber:
     """A loaded model plus a decoder; :meth:`transcribe` takes file paths or waveforms."""
 
@@ -49,11 +55,13 @@ class Transcriber:
         decoder: Decoder,
         device: torch.device,
         batch_seconds: float = 120.0,
+        max_duration: float = MAX_DURATION,
     ):
         self.loaded = loaded
         self.decoder = decoder
         self.device = device
         self.batch_seconds = batch_seconds
+        self.max_duration = max_duration
 
     @classmethod
     def from_checkpoint(
@@ -62,6 +70,7 @@ class Transcriber:
         device: str = "auto",
         decoding: DecodingConfig | None = None,
         workers: int = 1,
+        max_duration: float = MAX_DURATION,
     ) -> Transcriber:
         """``workers``: processes for beam search over the utterances of a batch."""
         from asr.evaluate import make_decoder
@@ -76,7 +85,7 @@ class Transcriber:
             decoder = BeamDecoder(decoding, loaded.tokenizer, workers)
         else:
             decoder = make_decoder(decoding, loaded.tokenizer)
-        return cls(loaded, decoder, dev)
+        return cls(loaded, decoder, dev, max_duration=max_duration)
 
     @property
     def sample_rate(self) -> int:
@@ -151,7 +160,7 @@ class Transcriber:
         durations = []
         for i, path in enumerate(paths):
             try:
-                durations.append(_duration(path))
+                durations.append(self._checked_duration(path))
             except AudioError as exc:
                 if not skip_errors:
                     raise
@@ -166,6 +175,15 @@ class Transcriber:
                     results[i] = transcript
                 bar.update(len(batch))
         return results
+
+    def _checked_duration(self, path: str | Path) -> float:
+        seconds = _duration(path)
+        if seconds > self.max_duration:
+            raise AudioError(
+                f"{path}: {seconds:.0f} s of audio is over the {self.max_duration:.0f} s limit "
+                "for one pass; raise it (--max-duration) if memory allows, or cut the file"
+            )
+        return seconds
 
     def _transcribe_files(
         self, paths: Sequence[str | Path], batch: list[int], skip_errors: bool

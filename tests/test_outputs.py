@@ -240,3 +240,20 @@ def test_demo_word_times_match_the_manifest():
         f"{np.mean(ends):.3f} s (median {np.median(ends):.3f})"
     )
     assert np.median(starts) < 0.08 and np.median(ends) < 0.08
+
+
+def test_alignment_of_a_long_utterance():
+    # More than 63 tokens means more than 127 CTC states: the back-pointer walk must not
+    # stay in the int8 of its table (it overflowed under NumPy 2's promotion rules).
+    from asr.decoding import ctc_align
+
+    tokens = [1 + (i % 3) for i in range(100)]
+    frames = 2 * len(tokens) + 10
+    log_probs = torch.full((frames, 4), -10.0)
+    for i, token in enumerate(tokens):  # token i on frame 2i, a blank on 2i+1
+        log_probs[2 * i, token] = 0.0
+        log_probs[2 * i + 1, 0] = 0.0
+    log_probs[2 * len(tokens) :, 0] = 0.0
+    path = ctc_align(log_probs, tokens, blank=0)
+    assert [int(p) for p in path[: 2 * len(tokens) : 2]] == list(range(len(tokens)))
+    assert (path[1 : 2 * len(tokens) : 2] == -1).all() and (path[2 * len(tokens) :] == -1).all()

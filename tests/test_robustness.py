@@ -145,3 +145,46 @@ def test_unreadable_training_file_is_listed_not_fatal(tmp_path: Path) -> None:
     batch = collate([dataset[0], dataset[1]])
     assert batch.indices == [0]
     assert batch.failed and batch.failed[0][0] == 1 and "m.jsonl:2" in batch.failed[0][1]
+
+
+def _random_checkpoint(path: Path) -> Path:
+    from asr.checkpoint import save_checkpoint
+    from asr.model import CTCModel, ModelDims
+    from asr.text import CharTokenizer
+
+    tokenizer = CharTokenizer.from_texts(["abc"])
+    dims = ModelDims(vocab_size=len(tokenizer), conv_channels=8, hidden_size=8, num_layers=1)
+    features = FeatureSpec()
+    save_checkpoint(
+        path,
+        {
+            "model_dims": dims.to_dict(),
+            "model": CTCModel(dims).state_dict(),
+            "features": features.to_dict(),
+            "tokenizer": tokenizer.to_dict(),
+        },
+    )
+    return path
+
+
+def test_files_over_the_length_limit_are_refused_before_decoding(tmp_path: Path) -> None:
+    from asr.transcribe import Transcriber
+
+    model = _random_checkpoint(tmp_path / "m.pt")
+    long_file = tmp_path / "long.wav"
+    sf.write(long_file, np.zeros(3 * 16000, dtype=np.float32), 16000)
+    transcriber = Transcriber.from_checkpoint(model, "cpu", max_duration=2.0)
+    with pytest.raises(AudioError, match=r"long\.wav: 3 s of audio is over the 2 s limit"):
+        transcriber.transcribe([long_file])
+    assert Transcriber.from_checkpoint(model, "cpu", max_duration=4.0).transcribe([long_file])
+
+
+def test_audio_longer_than_its_manifest_says_is_skipped(tmp_path: Path) -> None:
+    sf.write(tmp_path / "a.wav", np.zeros(5 * 16000, dtype=np.float32), 16000)
+    (tmp_path / "m.jsonl").write_text(
+        json.dumps({"audio_filepath": "a.wav", "duration": 0.5, "text": "a"}) + "\n"
+        + json.dumps({"audio_filepath": "a.wav", "duration": 4.9, "text": "a"}) + "\n"
+    )  # fmt: skip
+    dataset = SpeechDataset(read_manifest(tmp_path / "m.jsonl"), LogMel(FeatureSpec()))
+    assert "m.jsonl:1: " in dataset[0]["error"] and "manifest says 0.5 s" in dataset[0]["error"]
+    assert "error" not in dataset[1]
