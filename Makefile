@@ -1,5 +1,5 @@
 # Two commands for a fresh machine; each creates .venv and installs into it on first use.
-#   make demo   synthetic corpus -> train -> evaluate on unseen voices -> transcribe (CPU, ~15 min)
+#   make demo   synthetic corpus -> train -> evaluate on unseen voices -> transcribe (CPU, ~12 min)
 #   make test   lint, format check and the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -26,7 +26,7 @@ test: lint
 
 # Spoken digits from ../shared/data (see data/README.md)
 fsdd: $(STAMP)
-	$(BIN)/asr-train experiment=fsdd hydra.run.dir=outputs/fsdd
+	$(BIN)/asr-train experiment=fsdd hydra.run.dir=outputs/fsdd train.resume=auto
 
 clean-venv:
 	rm -rf $(VENV)

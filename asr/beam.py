@@ -388,6 +388,7 @@ _WORKER_SEARCH: PrefixSearch | None = None
 def _init_worker(search: PrefixSearch | tuple) -> None:
     global _WORKER_SEARCH
     os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)  # torch is imported already: the variable alone is too late
     _WORKER_SEARCH = search if isinstance(search, PrefixSearch) else PrefixSearch(*search)
 
 

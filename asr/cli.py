@@ -204,7 +204,7 @@ def transcribe_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1, help="beam search processes")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
-        "--max-duration", type=float, default=1800.0, help="longest file in seconds (memory bound)"
+        "--max-duration", type=float, default=600.0, help="longest file in seconds (memory bound)"
     )
     args = parser.parse_args(argv)
     from asr import outputs
@@ -330,13 +330,17 @@ def demo_corpus_main(argv: list[str] | None = None) -> None:
     parser.add_argument("-n", type=int, default=3000, help="with --read: how many sentences")
     args = parser.parse_args(argv)
     from asr.demo import build_demo_corpus, build_reading_corpus, default_demo_dir
+    from asr.synth import SynthError
 
-    if args.read:
-        out_dir = args.out or None
-        manifest = build_reading_corpus(args.read, args.n, out_dir, args.seed, args.workers)
-        print(f"train\t{manifest}")
-        return
-    out = args.out or default_demo_dir(args.seed)
-    paths = build_demo_corpus(out, seed=args.seed, workers=args.workers)
+    try:
+        if args.read:
+            out_dir = args.out or None
+            manifest = build_reading_corpus(args.read, args.n, out_dir, args.seed, args.workers)
+            paths = {"train": manifest}
+        else:
+            out = args.out or default_demo_dir(args.seed)
+            paths = build_demo_corpus(out, seed=args.seed, workers=args.workers)
+    except (OSError, ValueError, SynthError) as exc:
+        _fail("asr-demo-corpus", exc)
     for split, path in paths.items():
         print(f"{split}\t{path}")

@@ -87,7 +87,7 @@ def read_manifest(path: str | Path, check_files: bool = True) -> list[Utterance]
     Blank lines are ignored. The first bad line raises :class:`ManifestError` with
     ``file:line`` and the problem. With ``check_files`` every audio path must exist.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
     folder = path.resolve().parent

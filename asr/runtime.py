@@ -26,7 +26,10 @@ class RuntimeSetupError(ValueError):
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RuntimeSetupError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeSetupError(f"device {name!r} asked for, but no CUDA device is available")
     return device

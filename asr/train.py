@@ -11,6 +11,7 @@ stopped and resumed continues exactly as one never stopped.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import json
 import logging
@@ -134,6 +135,8 @@ class Trainer:
         if tcfg.accumulate < 1:
             raise TrainingError(f"train.accumulate must be at least 1, got {tcfg.accumulate}")
         self.dist, self.device = init_distributed(tcfg.device)
+        if not self.dist.is_main:  # one voice in the log: the other ranks say only warnings
+            logging.getLogger("asr").setLevel(logging.WARNING)
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             for tmp in remove_stale_temporaries(self.out):  # a killed run's half-written files
@@ -170,7 +173,7 @@ class Trainer:
         self.metrics = MetricsLog(self.out, tcfg.metrics_format, enabled=self.dist.is_main)
         if self.resume_state is not None:
             self._restore(self.resume_state)
-        else:  # a fresh run in a used folder: old curves would mix with the new ones
+        elif self.dist.is_main:  # a fresh run in a used folder: old curves would mix in
             self.metrics.truncate_after(0)
             _truncate_jsonl(self.out / "dev_metrics.jsonl", 0)
 
@@ -178,6 +181,12 @@ class Trainer:
     def _find_resume_state(self) -> dict | None:
         resume = self.cfg.train.resume
         if not resume:
+            earlier = ckpt.list_checkpoints(self.out) if self.out.is_dir() else []
+            if earlier:  # pruning would delete the new run's checkpoints, not the old ones
+                raise TrainingError(
+                    f"{self.out} holds checkpoints of an earlier run ({earlier[-1].name}): "
+                    "resume it with train.resume=auto, or give a new hydra.run.dir"
+                )
             return None
         if resume == "auto":
             found = ckpt.list_checkpoints(self.out)
@@ -230,7 +239,7 @@ class Trainer:
             self._compute_global_stats()
         dataset = SpeechDataset(
             self.train_utts,
-            None if self.features_on_device else self.features,
+            None if self.features_on_device else copy.deepcopy(self.features),
             self.tokenizer,
             self.spec.sample_rate,
             augment=cfg.augment.wave,
@@ -308,11 +317,19 @@ class Trainer:
         self.aug_gen = torch.Generator().manual_seed(cfg.train.seed + 1)
 
     def _restore(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError:
+            raise TrainingError(
+                f"the checkpoint to resume holds another model shape ({state['model_dims']}) "
+                f"than this config ({self.dims.to_dict()})"
+            ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         stats = state.get("feature_stats")
+        if stats is not None and self.dataset.features is not None:
+            self.dataset.features.set_global_stats(stats["mean"], stats["std"])
         if stats is not None:
             self.features.set_global_stats(
                 stats["mean"].to(self.device), stats["std"].to(self.device)
@@ -325,8 +342,9 @@ class Trainer:
         self.aug_gen.set_state(state["aug_rng"])
         set_rng_state(state["rng"])
         # Steps logged after the checkpoint will be run again: forget them.
-        self.metrics.truncate_after(self.step)
-        _truncate_jsonl(self.out / "dev_metrics.jsonl", self.step)
+        if self.dist.is_main:
+            self.metrics.truncate_after(self.step)
+            _truncate_jsonl(self.out / "dev_metrics.jsonl", self.step)
 
     # ------------------------------------------------------------- checkpoints
     def model_state(self) -> dict:
@@ -368,7 +386,10 @@ class Trainer:
     def _ctc_sum(self, batch: Batch) -> torch.Tensor:
         """Summed CTC loss of one batch (a zero that still reaches every weight if empty)."""
         if not len(batch):  # every file failed: take part in the gradient sync all the same
-            return sum(p.sum() for p in self.net.parameters()) * 0.0
+            # (DDP only exchanges gradients after a forward through the wrapped model)
+            dummy = torch.zeros(1, 4, self.spec.n_mels, device=self.device)
+            log_probs, _ = self.net(dummy, torch.tensor([4], device=self.device))
+            return log_probs.sum() * 0.0
         device = self.device
         inputs = batch.inputs.to(device, non_blocking=True)
         lengths = batch.input_lengths.to(device, non_blocking=True)
@@ -504,7 +525,8 @@ class Trainer:
         self.sampler.set_epoch(self.epoch, self.consumed)
         self.dataset.epoch = self.epoch  # workers get a fresh copy of the dataset each epoch
         window = _LogWindow()
-        bar = _progress(len(self.sampler), self.consumed, f"epoch {self.epoch}", cfg.progress)
+        show = cfg.progress and self.dist.is_main
+        bar = _progress(len(self.sampler), self.consumed, f"epoch {self.epoch}", show)
         group: list[Batch] = []
         for batch in self.loader:
             for index, error in batch.failed:
@@ -520,7 +542,7 @@ class Trainer:
             else:
                 self.bad_steps = 0
                 self.step += 1
-                window.add(result, group)
+                window.add(result, group, self._frames(group))
             group = []
             if window and self.step % cfg.log_every == 0:
                 row = window.flush(self.step, self.epoch, self.scheduler.get_last_lr()[0])
@@ -536,6 +558,13 @@ class Trainer:
                 return (stop.signal or signal.SIGTERM) if stopping else None
         bar.close()
         return None
+
+    def _frames(self, batches: list[Batch]) -> int:
+        """Feature frames in ``batches`` (their lengths are samples when the device extracts)."""
+        lengths = [b.input_lengths for b in batches if len(b)]
+        if self.features_on_device:
+            lengths = [self.features.frame_lengths(n) for n in lengths]
+        return sum(int(n.sum()) for n in lengths)
 
     def _count_bad_step(self) -> None:
         self.skipped_steps += 1
@@ -591,10 +620,12 @@ class _LogWindow:
     def __bool__(self) -> bool:
         return bool(self.losses)
 
-    def add(self, result: tuple[torch.Tensor, torch.Tensor], batches: list[Batch]) -> None:
+    def add(
+        self, result: tuple[torch.Tensor, torch.Tensor], batches: list[Batch], frames: int
+    ) -> None:
         self.losses.append(result[0])
         self.norms.append(result[1])
-        self.frames += sum(int(b.input_lengths.sum()) for b in batches)
+        self.frames += frames
         self.utterances += sum(len(b) for b in batches)
 
     def flush(self, step: int, epoch: int, lr: float) -> dict:
@@ -619,7 +650,13 @@ def _truncate_jsonl(path: Path, step: int) -> None:
     if not path.exists():
         return
     lines = path.read_text().splitlines(keepends=True)
-    keep = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    keep = []
+    for line in lines:
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line if line.endswith("\n") else line + "\n")
+        except ValueError:  # half a line, from a kill during the append
+            log.warning("%s: dropped an unreadable line", path)
     if len(keep) != len(lines):
         with atomic_write(path) as handle:
             handle.writelines(keep)

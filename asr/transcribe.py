@@ -40,10 +40,11 @@ class Transcript:
     error: str = ""
 
 
-# The longest file decoded in one pass (s). The whole file goes through the BiLSTM at once:
-# 30 minutes is ~0.5 GB of activations for the default model; past it, say so rather than
-# run out of memory.
-MAX_DURATION = 1800.0
+# The longest file decoded in one pass (s). Memory grows with length: the BiLSTM's
+# activations, and above all the word alignment's back-pointer table, output frames x
+# (2 x characters + 1) bytes: ~0.25 GB at 10 minutes of speech, ~2 GB at 30. Past the
+# limit, say so rather than run out of memory (long-audio chunking is still to come).
+MAX_DURATION = 600.0
 
 
 class Transcriber:

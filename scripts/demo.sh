@@ -10,7 +10,8 @@ asr-demo-corpus | tee /dev/stderr > "${TMPDIR:-/tmp}/asr-demo-manifests.tsv"
 TEST=$(awk -F'\t' '$1=="test"{print $2}' "${TMPDIR:-/tmp}/asr-demo-manifests.tsv")
 
 echo "== 2/4 training (run folder: $RUN)"
-asr-train experiment=demo hydra.run.dir="$RUN" "$@"
+# resume=auto: a second `make demo` finishes (or reuses) the first run instead of clashing
+asr-train experiment=demo hydra.run.dir="$RUN" train.resume=auto "$@"
 
 echo "== 3/4 evaluation on unseen voices"
 asr-evaluate checkpoint="$RUN/best.pt" manifests="[$TEST]" hydra.run.dir="$RUN/eval"
