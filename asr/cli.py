@@ -208,7 +208,7 @@ def transcribe_main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     from asr import outputs
-    from asr.train import set_threads
+    from asr.runtime import set_threads
     from asr.transcribe import Transcriber, collect_audio
 
     set_threads(args.threads)

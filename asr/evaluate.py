@@ -179,7 +179,7 @@ def peak_memory(device: torch.device) -> dict:
 
 def evaluate(cfg: EvaluateConfig, output_dir: str | Path) -> dict[str, dict]:
     """Decode and score every manifest in ``cfg``, write the reports; {name: summary}."""
-    from asr.train import pick_device, set_threads
+    from asr.runtime import pick_device, set_threads
 
     if not cfg.manifests:
         raise ValueError("manifests is empty: give at least one manifest to evaluate")

@@ -75,7 +75,7 @@ class Transcriber:
     ) -> Transcriber:
         """``workers``: processes for beam search over the utterances of a batch."""
         from asr.evaluate import make_decoder
-        from asr.train import pick_device
+        from asr.runtime import pick_device
 
         dev = pick_device(device)
         loaded = build_from_checkpoint(path, dev)
