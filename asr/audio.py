@@ -32,8 +32,19 @@ class RawFormat:
     endian: str = "FILE"
 
 
+def _existing_file(path: str | Path) -> Path:
+    """``path`` as a Path; AudioError if it is missing or a directory."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: file not found")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    return path
+
+
 def audio_info(path: str | Path) -> tuple[float, int]:
     """(duration in seconds, native sample rate) read from the header, without decoding."""
+    path = _existing_file(path)
     try:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises several types; all mean "unreadable"
@@ -83,15 +94,11 @@ def load_audio(
 ) -> torch.Tensor:
     """Decode ``path`` to a mono float32 tensor [N] at ``sample_rate``.
 
-    Channels are averaged; the rate is converted with a windowed-sinc resampler.
+    Channels are averaged; the rate is converted with libsoxr (:func:`resample`).
     Raises :class:`AudioError` (naming the file) for missing, empty, corrupt or
     non-finite audio.
     """
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
+    path = _existing_file(path)
     data, rate = _read(path, raw)
     if data.shape[0] == 0:
         raise AudioError(f"{path}: contains no audio samples")

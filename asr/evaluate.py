@@ -49,14 +49,14 @@ from asr.text import CharTokenizer, normalize_text
 log = logging.getLogger("asr.evaluate")
 
 
-def make_decoder(cfg: DecodingConfig, tokenizer: CharTokenizer) -> Decoder:
-    """The decoder the config asks for."""
+def make_decoder(cfg: DecodingConfig, tokenizer: CharTokenizer, workers: int = 1) -> Decoder:
+    """The decoder the config asks for; ``workers``: beam search processes."""
     if cfg.method == "greedy":
         return GreedyDecoder(tokenizer)
     if cfg.method == "beam":
         from asr.beam import BeamDecoder  # optional engine: imported only when asked for
 
-        return BeamDecoder(cfg, tokenizer)
+        return BeamDecoder(cfg, tokenizer, workers)
     raise ValueError(f"decoding.method must be greedy|beam, got {cfg.method!r}")
 
 

@@ -79,13 +79,7 @@ class Transcriber:
 
         dev = pick_device(device)
         loaded = build_from_checkpoint(path, dev)
-        decoding = decoding or DecodingConfig()
-        if decoding.method == "beam":
-            from asr.beam import BeamDecoder
-
-            decoder = BeamDecoder(decoding, loaded.tokenizer, workers)
-        else:
-            decoder = make_decoder(decoding, loaded.tokenizer)
+        decoder = make_decoder(decoding or DecodingConfig(), loaded.tokenizer, workers)
         return cls(loaded, decoder, dev, max_duration=max_duration)
 
     @property
@@ -178,7 +172,7 @@ class Transcriber:
         return results
 
     def _checked_duration(self, path: str | Path) -> float:
-        seconds = _duration(path)
+        seconds, _ = audio_info(path)
         if seconds > self.max_duration:
             raise AudioError(
                 f"{path}: {seconds:.0f} s of audio is over the {self.max_duration:.0f} s limit "
@@ -218,16 +212,6 @@ class Transcriber:
                 )
             )
         return out
-
-
-def _duration(path: str | Path) -> float:
-    """Seconds of audio from the header, with load_audio's messages for missing files."""
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
-    return audio_info(path)[0]
 
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64"}
