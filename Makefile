@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint fsdd clean-venv
+.PHONY: demo test lint fsdd real real-fast clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ test: lint
 # Spoken digits from ../shared/data (see data/README.md)
 fsdd: $(STAMP)
 	$(BIN)/asr-train experiment=fsdd hydra.run.dir=outputs/fsdd train.resume=auto
+
+# Real voices (issue 5): Kathleen + FSDD + synthetic speech, LM, tuned beam search
+real: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" bash scripts/real_small.sh
+
+real-fast: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" EXP=real_small_fast bash scripts/real_small.sh
 
 clean-venv:
 	rm -rf $(VENV)

@@ -458,12 +458,6 @@ class BeamDecoder(Decoder):
             self._pool.shutdown()
             self._pool = None
 
-    def __enter__(self) -> BeamDecoder:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 def _first_frames(path: np.ndarray, count: int) -> list[int]:
     """First frame of each of ``count`` tokens on an alignment path from :func:`ctc_align`."""

@@ -204,10 +204,17 @@ def transcribe_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1, help="beam search processes")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
-        "--max-duration", type=float, default=600.0, help="longest file in seconds (memory bound)"
+        "--chunk-seconds",
+        type=float,
+        default=30.0,
+        help="longer files are streamed and cut at pauses into chunks of at most this",
+    )
+    parser.add_argument(
+        "--overlap", type=float, default=2.0, help="seconds shared by chunks cut without a pause"
     )
     args = parser.parse_args(argv)
     from asr import outputs
+    from asr.longform import ChunkSpec
     from asr.runtime import set_threads
     from asr.transcribe import Transcriber, collect_audio
 
@@ -230,11 +237,12 @@ def transcribe_main(argv: list[str] | None = None) -> None:
             raise ValueError(f"-f {fmt} writes several files: give -o OUTPUT_DIR")
         paths, roots = collect_audio(args.inputs)
         names = outputs.output_names(paths, roots)
+        chunk = ChunkSpec(args.chunk_seconds, args.overlap)
         transcriber = Transcriber.from_checkpoint(
-            args.model, args.device, decoding, args.workers, args.max_duration
+            args.model, args.device, decoding, args.workers, chunk
         )
         many = len(paths) > 1
-        results = transcriber.transcribe(paths, progress=many and not args.quiet, skip_errors=many)
+        results = transcriber.transcribe(paths, progress=not args.quiet, skip_errors=many)
     except _user_errors() as exc:
         _fail("asr-transcribe", exc)
     failed = [r for r in results if r.error]
@@ -257,6 +265,24 @@ def transcribe_main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
+def export_main(argv: list[str] | None = None) -> None:
+    """asr-export CHECKPOINT OUTPUT: the model as TorchScript (.ts) or ONNX (.onnx)."""
+    parser = argparse.ArgumentParser(
+        prog="asr-export",
+        description="Export a checkpoint's model; asr-transcribe -m accepts the result.",
+    )
+    parser.add_argument("checkpoint", help="checkpoint (.pt) written by asr-train")
+    parser.add_argument("output", help="model.ts (TorchScript) or model.onnx (ONNX)")
+    args = parser.parse_args(argv)
+    from asr.export import export_model
+
+    try:
+        written = export_model(args.checkpoint, args.output)
+    except _user_errors() as exc:
+        _fail("asr-export", exc)
+    print(f"{written}: {written.stat().st_size / 1e6:.1f} MB")
+
+
 def lm_main(argv: list[str] | None = None) -> None:
     """asr-lm build|tune: word n-gram LMs for beam search."""
     parser = argparse.ArgumentParser(prog="asr-lm", description="Word n-gram LMs for beam search.")
@@ -271,7 +297,9 @@ def lm_main(argv: list[str] | None = None) -> None:
     build.add_argument("--order", type=int, default=3)
     tune = commands.add_parser("tune", help="grid-search lm_weight x word_bonus on a dev set")
     tune.add_argument("-m", "--model", required=True, help="checkpoint (.pt)")
-    tune.add_argument("--manifest", required=True, help="dev manifest (.jsonl)")
+    tune.add_argument(
+        "--manifest", required=True, nargs="+", help="dev manifest(s) (.jsonl), scored together"
+    )
     tune.add_argument("--lm", required=True, help="ARPA or KenLM binary")
     tune.add_argument("--lm-weights", default="0,0.25,0.5,0.75,1,1.5", help="comma separated")
     tune.add_argument(
@@ -281,6 +309,7 @@ def lm_main(argv: list[str] | None = None) -> None:
     tune.add_argument("--lexicon", default="", help='"" (lexicon-free), a word list, or "lm"')
     tune.add_argument("--workers", type=int, default=1, help="decoding processes")
     tune.add_argument("--device", default="cpu")
+    tune.add_argument("--json", default="", help="also write the rows and the best to this file")
     args = parser.parse_args(argv)
     from asr import lm
 
@@ -304,6 +333,14 @@ def lm_main(argv: list[str] | None = None) -> None:
     except _user_errors() as exc:
         _fail("asr-lm", exc)
     print(lm.tuning_table(rows), end="")
+    if args.json:
+        import json
+
+        from asr.io_utils import atomic_write_text
+
+        beam = [r for r in rows if r["lm_weight"] is not None]
+        best = min(beam, key=lambda r: (r["wer"], r["cer"])) if beam else None
+        atomic_write_text(args.json, json.dumps({"rows": rows, "best": best}, indent=2) + "\n")
 
 
 def prepare_main(argv: list[str] | None = None) -> None:

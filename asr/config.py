@@ -15,6 +15,9 @@ from asr.features import FeatureSpec, SpecAugmentSpec
 @dataclass
 class DataConfig:
     train_manifests: list[str] = field(default_factory=list)
+    # how often each train manifest's utterances are drawn per epoch, one value per manifest
+    # (empty: all 1): 0.25 takes a fresh random quarter every epoch, 2.0 repeats each twice
+    train_weights: list[float] = field(default_factory=list)
     dev_manifests: list[str] = field(default_factory=list)
     max_batch_seconds: float = 160.0  # cap on batch size x longest utterance (padded audio)
     max_batch_size: int = 0  # 0: no cap on the number of utterances
@@ -118,6 +121,9 @@ class EvaluateConfig:
     device: str = "auto"
     threads: int = 0
     num_workers: int = 1
+    # beam search processes, each decoding its share of a batch's utterances (0: one per
+    # core); greedy decoding is a single arg-max and needs none
+    decode_workers: int = 0
     max_batch_seconds: float = 200.0
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
     # text normalisation before scoring: "default" (training's) | "none" (white space only)

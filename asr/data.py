@@ -177,10 +177,16 @@ class DurationBatchSampler(Sampler[list[int]]):
         num_replicas: int = 1,
         rank: int = 0,
         pad_multiple: int = 0,
+        weights: Sequence[float] | None = None,
     ):
         if max_batch_seconds <= 0:
             raise ValueError(f"max_batch_seconds must be positive, got {max_batch_seconds}")
+        if weights is not None and len(weights) != len(durations):
+            raise ValueError(f"{len(weights)} weights for {len(durations)} utterances")
+        if weights is not None and any(not (w >= 0) for w in weights):
+            raise ValueError("utterance weights must be >= 0")
         self.durations = list(durations)
+        self.weights = None if weights is None else list(weights)
         self.max_batch_seconds = max_batch_seconds
         self.max_batch_size = max_batch_size
         self.shuffle = shuffle
@@ -198,9 +204,21 @@ class DurationBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
         self.skip = skip
 
+    def _epoch_draw(self, rng: random.Random) -> list[int]:
+        """Indices taking part in this epoch: utterance ``i`` appears ``floor(w)`` times and
+        once more with probability ``frac(w)``, so a weight of 0.2 shows a different fifth of
+        a large corpus every epoch and 2.0 shows a small one twice."""
+        if self.weights is None:
+            return list(range(len(self.durations)))
+        order = []
+        for index, weight in enumerate(self.weights):
+            copies = int(weight) + (rng.random() < weight - int(weight))
+            order.extend([index] * copies)
+        return order
+
     def _all_batches(self) -> list[list[int]]:
         rng = random.Random(self.seed * 100_003 + self.epoch)
-        order = list(range(len(self.durations)))
+        order = self._epoch_draw(rng)
         if self.shuffle:
             rng.shuffle(order)  # random tie-breaking among equal durations
         order.sort(key=self.durations.__getitem__)

@@ -74,6 +74,15 @@ class Decoder:
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[Hypothesis]:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release worker processes, if the decoder has any."""
+
+    def __enter__(self) -> Decoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class GreedyDecoder(Decoder):
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[Hypothesis]:

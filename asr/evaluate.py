@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -190,7 +191,9 @@ def evaluate(cfg: EvaluateConfig, output_dir: str | Path) -> dict[str, dict]:
     device = pick_device(cfg.device)
     set_threads(cfg.threads)
     loaded = build_from_checkpoint(cfg.checkpoint, device)
-    decoder = make_decoder(cfg.decoding, loaded.tokenizer)
+    if cfg.decode_workers < 0:
+        raise ValueError(f"decode_workers must be >= 0, got {cfg.decode_workers}")
+    workers = cfg.decode_workers or (os.cpu_count() or 1)
     settings = {
         "checkpoint": str(cfg.checkpoint),
         "checkpoint_sha256": file_digest(cfg.checkpoint),
@@ -199,9 +202,10 @@ def evaluate(cfg: EvaluateConfig, output_dir: str | Path) -> dict[str, dict]:
         "jiwer_version": _jiwer_version(),
     }
     reports = []
-    for manifest in cfg.manifests:
-        report = _evaluate_manifest(cfg, manifest, loaded, decoder, device, settings, out)
-        reports.append(report)
+    with make_decoder(cfg.decoding, loaded.tokenizer, workers) as decoder:
+        for manifest in cfg.manifests:
+            report = _evaluate_manifest(cfg, manifest, loaded, decoder, device, settings, out)
+            reports.append(report)
     atomic_write_text(out / "report.md", markdown_report(reports, curves))
     atomic_write_text(out / "report.html", html_report(reports, curves))
     log.info("reports: %s", out / "report.html")

@@ -192,7 +192,7 @@ def build_arpa(inputs: Sequence[str | Path], output: str | Path, order: int = 3)
 # --- tuning the LM weights on a dev set ------------------------------------------------------
 def tune_lm(
     checkpoint: str | Path,
-    manifest: str | Path,
+    manifest: str | Path | Sequence[str | Path],
     lm_path: str | Path,
     lm_weights: Sequence[float],
     word_bonuses: Sequence[float],
@@ -203,16 +203,17 @@ def tune_lm(
 ) -> list[dict]:
     """WER/CER of beam search for every (lm_weight, word_bonus), plus greedy decoding.
 
-    The model runs once over the manifest; each grid point only re-runs the search.
+    The model runs once over the manifest (several are pooled, so one setting serves
+    them all); each grid point only re-runs the search.
     Returns rows ``{"lm_weight", "word_bonus", "wer", "cer"}``, greedy first (weights None).
     """
     from asr.beam import BeamDecoder
     from asr.config import DecodingConfig
     from asr.decoding import greedy_decode
-    from asr.manifest import read_manifest
+    from asr.manifest import read_manifests
     from asr.transcribe import Transcriber
 
-    utterances = read_manifest(manifest)
+    utterances = read_manifests([manifest] if isinstance(manifest, (str, Path)) else manifest)
     transcriber = Transcriber.from_checkpoint(checkpoint, device)
     tokenizer = transcriber.loaded.tokenizer
     log_probs = transcriber.file_emissions([u.audio_filepath for u in utterances])

@@ -107,6 +107,11 @@ class BiLSTMLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """x [B, T, D] -> [B, T, 2 * out] where out = proj_size or hidden_size."""
+        if x.is_cuda:
+            # cuDNN wants each LSTM's weights in one buffer; .to() makes it, but anything
+            # that rebinds parameters afterwards breaks it. A no-op when already flat.
+            self.forward_lstm.flatten_parameters()
+            self.backward_lstm.flatten_parameters()
         ahead, _ = self.forward_lstm(x)
         back, _ = self.backward_lstm(reverse_within_lengths(x, lengths))
         return torch.cat([ahead, reverse_within_lengths(back, lengths)], dim=2)

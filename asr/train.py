@@ -40,7 +40,7 @@ from asr.data import (
 from asr.evaluate import decode_utterances, score
 from asr.features import FeatureSpec, LogMel, RunningStats, spec_augment
 from asr.io_utils import atomic_write, remove_stale_temporaries
-from asr.manifest import read_manifests
+from asr.manifest import Utterance, read_manifest, read_manifests
 from asr.model import CTCModel, ModelDims, subsampled_lengths
 from asr.runtime import (
     StopRequested,
@@ -166,8 +166,6 @@ class Trainer:
         self.epoch = 0
         self.consumed = 0  # batches of the current epoch done
         self.best_wer = math.inf
-        self.bad_steps = 0
-        self.skipped_steps = 0
         self.last_saved = -1
         self.failed_audio: dict[int, str] = {}
         self.metrics = MetricsLog(self.out, tcfg.metrics_format, enabled=self.dist.is_main)
@@ -200,11 +198,34 @@ class Trainer:
         log.info("resuming from %s (step %d)", resume, state["step"])
         return state
 
+    @staticmethod
+    def _read_weighted(
+        paths: list[str], weights: list[float]
+    ) -> tuple[list[Utterance], dict[int, float]]:
+        """Read the training manifests; map each utterance (by ``id``) to its manifest's
+        sampling weight, or return an empty map when every weight is 1."""
+        if weights and len(weights) != len(paths):
+            raise TrainingError(
+                f"data.train_weights has {len(weights)} values for {len(paths)} train_manifests"
+            )
+        if any(not (w >= 0) for w in weights) or (weights and not any(weights)):
+            raise TrainingError(f"data.train_weights must be >= 0, not all 0: got {weights}")
+        utterances: list[Utterance] = []
+        weight_of: dict[int, float] = {}
+        for i, path in enumerate(paths):
+            part = read_manifest(path)
+            utterances.extend(part)
+            if weights and weights[i] != 1.0:
+                weight_of.update((id(u), float(weights[i])) for u in part)
+        if weight_of:
+            weight_of.update((id(u), 1.0) for u in utterances if id(u) not in weight_of)
+        return utterances, weight_of
+
     def _build_data(self) -> None:
         cfg = self.cfg
         if not cfg.data.train_manifests:
             raise TrainingError("data.train_manifests is empty: give at least one manifest")
-        train = read_manifests(cfg.data.train_manifests)
+        train, weight_of = self._read_weighted(cfg.data.train_manifests, cfg.data.train_weights)
         self.dev = read_manifests(cfg.data.dev_manifests) if cfg.data.dev_manifests else []
         if self.resume_state is not None:
             self.tokenizer = CharTokenizer.from_dict(self.resume_state["tokenizer"])
@@ -256,6 +277,7 @@ class Trainer:
             num_replicas=self.dist.world_size,
             rank=self.dist.rank,
             pad_multiple=self.dist.world_size * cfg.train.accumulate,
+            weights=[weight_of[id(u)] for u in self.train_utts] if weight_of else None,
         )
         workers = cfg.data.num_workers
         self.loader = DataLoader(
@@ -297,12 +319,21 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.features.to(self.device)
         log.info("model: %.2f M parameters, %s", self.model.num_parameters() / 1e6, self.dims)
+        # The fused AdamW kernel takes a "found_inf" tensor and skips the update on the
+        # device itself, so a non-finite step is dropped without the host waiting for the
+        # gradient norm (one less sync per step on a GPU). CPU and CUDA have the kernel.
+        self.fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=cfg.optim.lr,
             betas=tuple(cfg.optim.betas),
             weight_decay=cfg.optim.weight_decay,
+            fused=self.fused or None,
         )
+        # non-finite steps, counted on the device and read when metrics are logged
+        self.skipped = torch.zeros((), dtype=torch.long, device=self.device)
+        self.bad_run = torch.zeros_like(self.skipped)  # the current run of them
+        self.worst_run = torch.zeros_like(self.skipped)  # the longest run so far
         self.steps_per_epoch = len(self.sampler) // cfg.train.accumulate
         self.total_steps = cfg.train.max_steps or cfg.train.epochs * self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -338,7 +369,7 @@ class Trainer:
         self.step, self.epoch = state["step"], self.sampler.epoch
         self.consumed = self.sampler.skip
         self.best_wer = state["best_wer"]
-        self.skipped_steps = state["skipped_steps"]
+        self.skipped.fill_(state["skipped_steps"])
         self.aug_gen.set_state(state["aug_rng"])
         set_rng_state(state["rng"])
         # Steps logged after the checkpoint will be run again: forget them.
@@ -374,7 +405,7 @@ class Trainer:
             rng=rng_state(),
             aug_rng=self.aug_gen.get_state(),
             best_wer=self.best_wer,
-            skipped_steps=self.skipped_steps,
+            skipped_steps=int(self.skipped),
         )
         ckpt.save_checkpoint(path, state)
         self.last_saved = self.step
@@ -414,15 +445,19 @@ class Trainer:
             zero_infinity=True,
         )
 
-    def train_step(self, batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def train_step(self, batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimiser step over ``batches`` (accumulated; under DDP, this rank's share).
 
         The loss is divided by the number of target tokens of the whole step, summed over
         batches and processes, so 2 processes x 1 batch, 1 process x 2 accumulated batches
         and 1 process x one merged batch all take the same step.
-        Returns (loss per token of these batches, grad norm), or None if the step was skipped.
+
+        A step whose gradients are not finite leaves weights and optimiser state alone
+        (the learning-rate schedule still advances). Nothing here waits for the device:
+        returns device tensors (loss per token of these batches, grad norm, finite flag),
+        read only when metrics are logged.
         """
-        local_tokens = sum(int(b.target_lengths.sum()) for b in batches)
+        local_tokens = sum(int(b.target_lengths.sum()) for b in batches)  # host lengths
         tokens = self.dist.all_sum(torch.tensor(float(local_tokens), device=self.device))
         scale = self.dist.world_size / tokens.clamp(min=1.0)  # DDP averages over processes
         self.optimizer.zero_grad(set_to_none=True)
@@ -440,16 +475,34 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.model.parameters(), self.cfg.optim.grad_clip
         )
-        # One host sync per step: a non-finite loss makes non-finite gradients, and those
-        # must not reach the weights. After DDP the norm is the same on every process.
-        if not bool(torch.isfinite(grad_norm)):
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.update()
-            return None
-        self.scaler.step(self.optimizer)
+        # A non-finite loss makes non-finite gradients, which must not reach the weights.
+        # After DDP the norm is the same on every process, so all of them skip alike.
+        finite = torch.isfinite(grad_norm)
+        if self.scaler.is_enabled():  # fp16: the scaler skips on its own inf check
+            self.scaler.step(self.optimizer)
+        elif self.fused:
+            self.optimizer.found_inf = (~finite).float()
+            self.optimizer.step()
+            self.optimizer.found_inf = None
+        elif bool(finite):  # no fused kernel on this device: one host sync
+            self.optimizer.step()
         self.scaler.update()
         self.scheduler.step()
-        return total / max(local_tokens, 1), grad_norm.detach()
+        bad = (~finite).long()
+        self.skipped += bad
+        self.bad_run = (self.bad_run + 1) * bad
+        self.worst_run = torch.maximum(self.worst_run, self.bad_run)
+        return total.detach() / max(local_tokens, 1), grad_norm.detach(), finite
+
+    def _check_bad_steps(self) -> None:
+        """Stop after ``train.max_bad_steps`` non-finite steps in a row (reads the device)."""
+        worst = int(self.worst_run)
+        if worst >= self.cfg.train.max_bad_steps:
+            raise TrainingError(
+                f"{worst} non-finite losses in a row by step {self.step} (limit "
+                f"train.max_bad_steps={self.cfg.train.max_bad_steps}): lower optim.lr, "
+                "check the data, or raise train.max_bad_steps"
+            )
 
     def run(self) -> dict:
         """Train to the end (or to a stop signal); returns the summary written to summary.json."""
@@ -486,7 +539,7 @@ class Trainer:
             "best_dev_wer": None if math.isinf(self.best_wer) else self.best_wer,
             "skipped_utterances": self.filtered,
             "unreadable_audio": len(self.failed_audio),
-            "non_finite_steps_skipped": self.skipped_steps,
+            "non_finite_steps_skipped": int(self.skipped),
             "wall_time_s": round(time.perf_counter() - start, 1),
             "interrupted": stopped_by is not None,
             "stop_signal": stopped_by,
@@ -537,14 +590,11 @@ class Trainer:
                 continue
             self.consumed += len(group)
             result = self.train_step(group)
-            if result is None:
-                self._count_bad_step()
-            else:
-                self.bad_steps = 0
-                self.step += 1
-                window.add(result, group, self._frames(group))
+            self.step += 1
+            window.add(result, group, self._frames(group))
             group = []
-            if window and self.step % cfg.log_every == 0:
+            if self.step % cfg.log_every == 0:
+                self._check_bad_steps()
                 row = window.flush(self.step, self.epoch, self.scheduler.get_last_lr()[0])
                 self.metrics.write(row)
                 speed = f"{row['frames_per_s']:.0f}"
@@ -552,11 +602,16 @@ class Trainer:
             every = cfg.checkpoint_every
             if every and self.step and self.step % every == 0 and self.step != self.last_saved:
                 self.save()
-            stopping = self.dist.any(stop.signal is not None, self.device)
+            # Under DDP asking the other processes is a collective (a host sync): do it
+            # every log_every steps, at the same steps on every process.
+            asked = not self.dist.enabled or self.step % cfg.log_every == 0
+            stopping = asked and self.dist.any(stop.signal is not None, self.device)
             if stopping or self._finished():
                 bar.close()
+                self._check_bad_steps()
                 return (stop.signal or signal.SIGTERM) if stopping else None
         bar.close()
+        self._check_bad_steps()
         return None
 
     def _frames(self, batches: list[Batch]) -> int:
@@ -565,15 +620,6 @@ class Trainer:
         if self.features_on_device:
             lengths = [self.features.frame_lengths(n) for n in lengths]
         return sum(int(n.sum()) for n in lengths)
-
-    def _count_bad_step(self) -> None:
-        self.skipped_steps += 1
-        self.bad_steps += 1
-        if self.bad_steps >= self.cfg.train.max_bad_steps:
-            raise TrainingError(
-                f"{self.bad_steps} non-finite losses in a row at step {self.step}: "
-                "lower optim.lr, check the data, or raise train.max_bad_steps"
-            )
 
     def evaluate_dev(self) -> dict | None:
         """Greedy WER/CER on the dev manifests (main process only); keeps ``best.pt``."""
@@ -614,6 +660,7 @@ class _LogWindow:
     def __init__(self) -> None:
         self.losses: list[torch.Tensor] = []
         self.norms: list[torch.Tensor] = []
+        self.finite: list[torch.Tensor] = []
         self.frames = self.utterances = 0
         self.start = time.perf_counter()
 
@@ -621,22 +668,33 @@ class _LogWindow:
         return bool(self.losses)
 
     def add(
-        self, result: tuple[torch.Tensor, torch.Tensor], batches: list[Batch], frames: int
+        self,
+        result: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        batches: list[Batch],
+        frames: int,
     ) -> None:
         self.losses.append(result[0])
         self.norms.append(result[1])
+        self.finite.append(result[2])
         self.frames += frames
         self.utterances += sum(len(b) for b in batches)
 
     def flush(self, step: int, epoch: int, lr: float) -> dict:
         """The metrics row for the window, which then starts again."""
         elapsed = time.perf_counter() - self.start
+        finite = torch.stack(self.finite)
+        count = max(int(finite.sum()), 1)  # skipped steps are left out of the means
+
+        def mean(values: list[torch.Tensor]) -> float:
+            stacked = torch.stack(values)
+            return float(torch.where(finite, stacked, torch.zeros_like(stacked)).sum()) / count
+
         row = {
             "step": step,
             "epoch": epoch,
-            "loss": round(float(torch.stack(self.losses).mean()), 5),
+            "loss": round(mean(self.losses), 5),
             "lr": lr,
-            "grad_norm": round(float(torch.stack(self.norms).mean()), 4),
+            "grad_norm": round(mean(self.norms), 4),
             "utterances": self.utterances,
             "frames_per_s": round(self.frames / max(elapsed, 1e-9), 1),
             "elapsed_s": round(elapsed, 3),

@@ -7,11 +7,15 @@
 The checkpoint alone rebuilds features, tokenizer and model. Each transcript carries its
 words with times (seconds) and confidences from the CTC alignment
 (:func:`asr.decoding.timed_words`); :mod:`asr.outputs` writes them as txt/json/srt/vtt/tsv.
+Files up to ``chunk.chunk_seconds`` long are decoded whole, several to a batch; longer ones
+are streamed and cut at pauses (:mod:`asr.longform`), so memory stays bounded whatever the
+length.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +28,7 @@ from asr.checkpoint import LoadedModel, build_from_checkpoint
 from asr.config import DecodingConfig
 from asr.data import pad_stack
 from asr.decoding import Decoder, Hypothesis, Word, timed_words
+from asr.longform import ChunkSpec, keep_words, split_stream, stream_audio
 
 
 @dataclass
@@ -40,13 +45,6 @@ class Transcript:
     error: str = ""
 
 
-# The longest file decoded in one pass (s). Memory grows with length: the BiLSTM's
-# activations, and above all the word alignment's back-pointer table, output frames x
-# (2 x characters + 1) bytes: ~0.25 GB at 10 minutes of speech, ~2 GB at 30. Past the
-# limit, say so rather than run out of memory (long-audio chunking is still to come).
-MAX_DURATION = 600.0
-
-
 class Transcriber:
     """A loaded model plus a decoder; :meth:`transcribe` takes file paths or waveforms."""
 
@@ -56,13 +54,16 @@ class Transcriber:
         decoder: Decoder,
         device: torch.device,
         batch_seconds: float = 120.0,
-        max_duration: float = MAX_DURATION,
+        chunk: ChunkSpec = ChunkSpec(),
     ):
         self.loaded = loaded
         self.decoder = decoder
         self.device = device
-        self.batch_seconds = batch_seconds
-        self.max_duration = max_duration
+        self.batch_seconds = max(batch_seconds, chunk.chunk_seconds)
+        # Decoding a file whole costs memory in proportion to its length (the BiLSTM's
+        # activations, and the word alignment's back-pointers: output frames x (2 x
+        # characters + 1) bytes, ~0.25 GB at 10 minutes of speech): longer files are chunked.
+        self.chunk = chunk
 
     @classmethod
     def from_checkpoint(
@@ -71,16 +72,22 @@ class Transcriber:
         device: str = "auto",
         decoding: DecodingConfig | None = None,
         workers: int = 1,
-        max_duration: float = MAX_DURATION,
+        chunk: ChunkSpec = ChunkSpec(),
     ) -> Transcriber:
-        """``workers``: processes for beam search over the utterances of a batch."""
+        """``path``: a checkpoint, or a model exported by ``asr-export`` (``.ts`` TorchScript,
+        ``.onnx`` ONNX Runtime); ``workers``: processes for beam search over the utterances
+        of a batch; ``chunk``: how files longer than ``chunk.chunk_seconds`` are cut."""
         from asr.evaluate import make_decoder
+        from asr.export import build_from_export, format_of
         from asr.runtime import pick_device
 
         dev = pick_device(device)
-        loaded = build_from_checkpoint(path, dev)
+        if format_of(path) == "checkpoint":
+            loaded = build_from_checkpoint(path, dev)
+        else:
+            loaded = build_from_export(path, dev)
         decoder = make_decoder(decoding or DecodingConfig(), loaded.tokenizer, workers)
-        return cls(loaded, decoder, dev, max_duration=max_duration)
+        return cls(loaded, decoder, dev, chunk=chunk)
 
     @property
     def sample_rate(self) -> int:
@@ -97,10 +104,6 @@ class Transcriber:
         padded, lengths = pad_stack([w.float() for w in waves])
         feats, frames = self.loaded.features(padded.to(self.device), lengths.to(self.device))
         return self.loaded.model(feats, frames)
-
-    def transcribe_waves(self, waves: Sequence[torch.Tensor]) -> list[str]:
-        """Texts for mono waveforms [N] at :attr:`sample_rate`, decoded as one padded batch."""
-        return [hyp.text for hyp in self.decoder(*self.emissions(waves))]
 
     def _decode(self, waves: Sequence[torch.Tensor]) -> list[tuple[Hypothesis, list[Word]]]:
         """Best hypothesis and timed words of each waveform, as one padded batch."""
@@ -155,14 +158,25 @@ class Transcriber:
         durations = []
         for i, path in enumerate(paths):
             try:
-                durations.append(self._checked_duration(path))
+                durations.append(audio_info(path)[0])
             except AudioError as exc:
                 if not skip_errors:
                     raise
                 results[i] = Transcript(str(path), "", 0.0, error=str(exc))
                 durations.append(0.0)
         todo = [i for i in range(len(paths)) if results[i] is None]
-        with tqdm(total=len(todo), unit="file", disable=not progress, leave=False) as bar:
+        long = [i for i in todo if durations[i] > self.chunk.chunk_seconds]
+        todo = [i for i in todo if durations[i] <= self.chunk.chunk_seconds]
+        show = progress and len(paths) > 1  # long files have their own bar
+        with tqdm(total=len(todo) + len(long), unit="file", disable=not show) as bar:
+            for i in long:
+                try:
+                    results[i] = self.transcribe_long(paths[i], progress)
+                except AudioError as exc:
+                    if not skip_errors:
+                        raise
+                    results[i] = Transcript(str(paths[i]), "", 0.0, error=str(exc))
+                bar.update(1)
             for batch in self.batches([durations[i] for i in todo]):
                 batch = [todo[i] for i in batch]
                 done = self._transcribe_files(paths, batch, skip_errors)
@@ -171,14 +185,36 @@ class Transcriber:
                 bar.update(len(batch))
         return results
 
-    def _checked_duration(self, path: str | Path) -> float:
-        seconds, _ = audio_info(path)
-        if seconds > self.max_duration:
-            raise AudioError(
-                f"{path}: {seconds:.0f} s of audio is over the {self.max_duration:.0f} s limit "
-                "for one pass; raise it (--max-duration) if memory allows, or cut the file"
-            )
-        return seconds
+    def transcribe_long(self, path: str | Path, progress: bool = False) -> Transcript:
+        """One file of any length, streamed and cut into chunks (:mod:`asr.longform`),
+        decoded ``batch_seconds`` of chunks at a time; words are stitched in file time.
+        The text is the stitched words; there are no alternatives across chunks."""
+        from tqdm import tqdm
+
+        chunks = split_stream(
+            stream_audio(path, self.sample_rate, self.chunk.block_seconds),
+            self.sample_rate,
+            self.chunk,
+        )
+        per_batch = max(1, int(self.batch_seconds // self.chunk.chunk_seconds))
+        words: list[Word] = []
+        score, end = 0.0, 0.0
+        bar = tqdm(unit="s audio", disable=not progress, leave=False, desc=Path(path).name)
+        with bar:
+            batch: list = []
+            for chunk in itertools.chain(chunks, [None]):  # lazily: one batch in memory
+                if chunk is not None:
+                    batch.append(chunk)
+                    end = chunk.start + len(chunk.wave) / self.sample_rate
+                if batch and (chunk is None or len(batch) == per_batch):
+                    waves = [torch.from_numpy(c.wave) for c in batch]
+                    for c, (hyp, chunk_words) in zip(batch, self._decode(waves), strict=True):
+                        words.extend(keep_words(chunk_words, c))
+                        score += hyp.score
+                    bar.update(round(sum(len(c.wave) for c in batch) / self.sample_rate))
+                    batch = []
+        words = [dataclasses.replace(w, end=min(w.end, end)) for w in words]
+        return Transcript(str(path), " ".join(w.word for w in words), end, words, score)
 
     def _transcribe_files(
         self, paths: Sequence[str | Path], batch: list[int], skip_errors: bool

@@ -78,3 +78,26 @@ def shared_manifest(*parts: str) -> Path:
         pytest.skip(f"shared data not found: {path} (set ASR_SHARED_DATA)")
     read_manifest(path, check_files=False)
     return path
+
+
+def random_checkpoint(path: Path, scale: float = 1.0) -> Path:
+    """A small untrained model's checkpoint (vocabulary a-c): real computations, no meaning.
+    ``scale`` multiplies every weight: at 4 the arg-max path varies from frame to frame."""
+    from asr.checkpoint import save_checkpoint
+    from asr.features import FeatureSpec
+    from asr.model import CTCModel, ModelDims
+    from asr.text import CharTokenizer
+
+    tokenizer = CharTokenizer.from_texts(["abc"])
+    dims = ModelDims(vocab_size=len(tokenizer), conv_channels=8, hidden_size=8, num_layers=1)
+    features = FeatureSpec()
+    save_checkpoint(
+        path,
+        {
+            "model_dims": dims.to_dict(),
+            "model": {k: v * scale for k, v in CTCModel(dims).state_dict().items()},
+            "features": features.to_dict(),
+            "tokenizer": tokenizer.to_dict(),
+        },
+    )
+    return path

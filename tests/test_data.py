@@ -281,6 +281,33 @@ def test_bad_cap():
         DurationBatchSampler([1.0], 0)
 
 
+def test_weights_draw_a_fresh_fraction_each_epoch_and_repeat_whole_copies():
+    # 0..199 weighted 0.25 (a "large synthetic corpus"), 200..219 weighted 2.0, the rest 1
+    durations = [1.0 + (i % 7) * 0.3 for i in range(240)]
+    weights = [0.25] * 200 + [2.0] * 20 + [1.0] * 20
+    drawn = []
+    for epoch in range(4):
+        flat = [i for b in epoch_batches(durations, epoch=epoch, weights=weights) for i in b]
+        counts = {i: flat.count(i) for i in set(flat)}
+        assert all(counts[i] == 2 for i in range(200, 220))
+        assert all(counts[i] == 1 for i in range(220, 240))
+        light = {i for i in flat if i < 200}
+        assert 30 <= len(light) <= 70 and all(counts[i] == 1 for i in light)
+        drawn.append(light)
+    assert drawn[0] != drawn[1]  # a different subset every epoch
+    assert drawn[1] == {  # ... and reproducible, so resuming redraws the same one
+        i for b in epoch_batches(durations, epoch=1, weights=weights) for i in b if i < 200
+    }
+    assert len(set().union(*drawn)) > 100
+
+
+def test_bad_weights():
+    with pytest.raises(ValueError, match="weights for"):
+        DurationBatchSampler([1.0, 2.0], 10.0, weights=[1.0])
+    with pytest.raises(ValueError, match=">= 0"):
+        DurationBatchSampler([1.0], 10.0, weights=[-1.0])
+
+
 # ------------------------------------------------------------------ filtering
 
 

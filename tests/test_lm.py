@@ -206,10 +206,15 @@ def test_tune_lm_grid(tmp_path, capsys):
             "0",
             "--beam-size",
             "2",
+            "--json",
+            str(tmp_path / "tune.json"),
         ]
     )
     out = capsys.readouterr().out.splitlines()
     assert out[1].split()[0] == "greedy" and out[2].endswith("*")
+    written = json.loads((tmp_path / "tune.json").read_text())
+    assert written["best"]["lm_weight"] == 0.5 and len(written["rows"]) == 2
+    assert f"{written['best']['wer']:.4f}" == out[2].split()[2]
 
 
 def _write(path, lines):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import random_checkpoint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -147,36 +148,20 @@ def test_unreadable_training_file_is_listed_not_fatal(tmp_path: Path) -> None:
     assert batch.failed and batch.failed[0][0] == 1 and "m.jsonl:2" in batch.failed[0][1]
 
 
-def _random_checkpoint(path: Path) -> Path:
-    from asr.checkpoint import save_checkpoint
-    from asr.model import CTCModel, ModelDims
-    from asr.text import CharTokenizer
-
-    tokenizer = CharTokenizer.from_texts(["abc"])
-    dims = ModelDims(vocab_size=len(tokenizer), conv_channels=8, hidden_size=8, num_layers=1)
-    features = FeatureSpec()
-    save_checkpoint(
-        path,
-        {
-            "model_dims": dims.to_dict(),
-            "model": CTCModel(dims).state_dict(),
-            "features": features.to_dict(),
-            "tokenizer": tokenizer.to_dict(),
-        },
-    )
-    return path
-
-
-def test_files_over_the_length_limit_are_refused_before_decoding(tmp_path: Path) -> None:
+def test_a_fault_inside_a_long_file_names_the_file(tmp_path: Path) -> None:
+    from asr.longform import ChunkSpec
     from asr.transcribe import Transcriber
 
-    model = _random_checkpoint(tmp_path / "m.pt")
+    model = random_checkpoint(tmp_path / "m.pt")
     long_file = tmp_path / "long.wav"
-    sf.write(long_file, np.zeros(3 * 16000, dtype=np.float32), 16000)
-    transcriber = Transcriber.from_checkpoint(model, "cpu", max_duration=2.0)
-    with pytest.raises(AudioError, match=r"long\.wav: 3 s of audio is over the 2 s limit"):
+    data = np.zeros(12 * 16000, dtype=np.float32)
+    data[11 * 16000] = np.inf  # past the first chunk: found while streaming
+    sf.write(long_file, data, 16000, subtype="FLOAT")
+    transcriber = Transcriber.from_checkpoint(model, "cpu", chunk=ChunkSpec(4.0, 1.0))
+    with pytest.raises(AudioError, match=r"long\.wav: contains NaN or infinite samples"):
         transcriber.transcribe([long_file])
-    assert Transcriber.from_checkpoint(model, "cpu", max_duration=4.0).transcribe([long_file])
+    [skipped] = transcriber.transcribe([long_file], skip_errors=True)
+    assert "long.wav" in skipped.error and not skipped.text
 
 
 def test_audio_longer_than_its_manifest_says_is_skipped(tmp_path: Path) -> None:

@@ -106,6 +106,23 @@ def test_short_utterances_are_filtered_and_counted(tiny_corpus: Path, tmp_path: 
     assert len(trainer.train_utts) == 3
 
 
+def test_train_weights_set_each_manifests_share(tiny_corpus: Path, tmp_path: Path) -> None:
+    two = f"[{tiny_corpus / 'train.jsonl'},{tiny_corpus / 'dev.jsonl'}]"
+    cfg = compose_train(
+        tiny_overrides(
+            tiny_corpus, **{"data.train_manifests": two, "data.train_weights": "[2.0,0.0]"}
+        )
+    )
+    trainer = Trainer(cfg, tmp_path)
+    train_paths = {u.audio_filepath for u in read_manifest(tiny_corpus / "train.jsonl")}
+    drawn = [trainer.train_utts[i].audio_filepath for b in trainer.sampler for i in b]
+    assert set(drawn) == train_paths and len(drawn) == 2 * len(train_paths)
+    for weights, problem in (([1.0], "2 train_manifests"), ([1.0, -1.0], ">= 0")):
+        cfg.data.train_weights = weights
+        with pytest.raises(TrainingError, match=problem):
+            Trainer(cfg, tmp_path / "bad")
+
+
 def test_bad_values_give_clear_errors(tiny_corpus: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="precision"):
         Trainer(compose_train(tiny_overrides(tiny_corpus, **{"train.precision": "fp8"})), tmp_path)

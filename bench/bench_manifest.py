@@ -1,0 +1,103 @@
+"""Manifest loading at scale: time and memory to read 100k and 1M lines.
+
+Writes NeMo-style JSONL manifests of N synthetic lines (LibriSpeech-like paths, texts of
+~30 words, a speaker field) to a temporary folder, then reads each in a fresh process
+with ``asr.manifest.read_manifest`` and reports wall time, lines/s and the memory the
+utterance list holds (peak RSS minus the interpreter's and libraries' baseline). Paths
+are not checked (``check_files=False``): with files on local disk the existence checks
+add one ``stat`` per line, timed separately on 100k real files.
+
+    python bench/bench_manifest.py --lines 100000 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WORDS = "the of and to a in that he was it his is with as had for you her on at by".split()
+
+
+def write_manifest(path: Path, lines: int) -> None:
+    rng = random.Random(0)
+    with open(path, "w", encoding="utf-8") as handle:
+        for i in range(lines):
+            speaker, chapter = 100 + i % 2400, 1000 + i % 97
+            text = " ".join(rng.choice(WORDS) for _ in range(30))
+            entry = {
+                "audio_filepath": f"LibriSpeech/train/{speaker}/{chapter}/{speaker}-{chapter}-{i:06d}.flac",
+                "duration": round(rng.uniform(1.0, 16.0), 3),
+                "text": text,
+                "speaker": str(speaker),
+            }
+            handle.write(json.dumps(entry) + "\n")
+
+
+def child(path: str, check_files: bool) -> None:
+    import asr.manifest  # noqa: F401  (libraries loaded before the baseline)
+
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    utts = asr.manifest.read_manifest(path, check_files=check_files)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"lines": len(utts), "seconds": seconds, "mb": (peak - base) / 1024}))
+
+
+def measure(path: Path, check_files: bool = False) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(path), str(int(check_files))],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], bool(int(args.child[1])))
+        return
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="asr-manifest-") as tmp:
+        for lines in args.lines:
+            path = Path(tmp) / f"m{lines}.jsonl"
+            write_manifest(path, lines)
+            r = measure(path)
+            rows.append((f"{lines:,} lines", path.stat().st_size / 1e6, r))
+            path.unlink()
+        # the cost of checking that each audio file exists: 100k empty files on local disk
+        folder = Path(tmp) / "real"
+        n = 100_000
+        entries = []
+        for i in range(n):
+            (folder / f"{i % 100}").mkdir(parents=True, exist_ok=True)
+            (folder / f"{i % 100}" / f"{i}.flac").touch()
+            entries.append({"audio_filepath": f"{i % 100}/{i}.flac", "duration": 1.0, "text": "a"})
+        checked = folder / "m.jsonl"
+        checked.write_text("".join(json.dumps(e) + "\n" for e in entries))
+        rows.append(("100,000 lines, files checked", checked.stat().st_size / 1e6,
+                     measure(checked, True)))  # fmt: skip
+        rows.append(("same, not checked", checked.stat().st_size / 1e6, measure(checked)))
+    print("| manifest | size (MB) | load time (s) | lines/s | memory held (MB) | bytes/line |")
+    print("|---|---|---|---|---|---|")
+    for name, size, r in rows:
+        print(
+            f"| {name} | {size:.0f} | {r['seconds']:.2f} | {r['lines'] / r['seconds']:,.0f} | "
+            f"{r['mb']:.0f} | {r['mb'] * 2**20 / r['lines']:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
