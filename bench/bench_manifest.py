@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = "the of and to a in that he was it his is with as had for you her on at by".split()
+WORDS = ["the", "of", "and", "to", "a", "in", "that", "he", "was", "it", "his", "is", "with"]
 
 
 def write_manifest(path: Path, lines: int) -> None:
@@ -31,8 +31,9 @@ def write_manifest(path: Path, lines: int) -> None:
         for i in range(lines):
             speaker, chapter = 100 + i % 2400, 1000 + i % 97
             text = " ".join(rng.choice(WORDS) for _ in range(30))
+            name = f"{speaker}/{chapter}/{speaker}-{chapter}-{i:06d}.flac"
             entry = {
-                "audio_filepath": f"LibriSpeech/train/{speaker}/{chapter}/{speaker}-{chapter}-{i:06d}.flac",
+                "audio_filepath": f"LibriSpeech/train/{name}",
                 "duration": round(rng.uniform(1.0, 16.0), 3),
                 "text": text,
                 "speaker": str(speaker),

@@ -62,7 +62,10 @@ def main() -> None:
         models = {Path(m).name: m for m in args.models} or {
             "default (4 x 320, 2x)": untrained(Path(tmp) / "default.pt"),
             "small (3 x 256, 4x)": untrained(
-                Path(tmp) / "small.pt", hidden_size=256, num_layers=3, subsampling=4,
+                Path(tmp) / "small.pt",
+                hidden_size=256,
+                num_layers=3,
+                subsampling=4,
                 conv_channels=192,
             ),  # fmt: skip
         }
