@@ -157,3 +157,33 @@ def prune_checkpoints(folder: str | Path, keep: int) -> None:
         return
     for old in list_checkpoints(folder)[:-keep]:
         os.unlink(old)
+
+
+def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
+    """Write the element-wise mean of several checkpoints' weights to ``output``.
+
+    The checkpoints must hold the same model (dimensions, tokenizer, features); features,
+    statistics and tokenizer come from the last one. Integer buffers are not averaged. The
+    result transcribes and evaluates like any checkpoint, but does not resume training.
+    """
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    states = [load_checkpoint(p) for p in paths]
+    last = states[-1]
+    for path, state in zip(paths, states, strict=True):
+        for key in ("model_dims", "tokenizer", "features"):
+            if state.get(key) != last.get(key):
+                raise CheckpointError(f"{path}: its {key} differ from {paths[-1]}'s")
+    averaged = {}
+    for name, value in last["model"].items():
+        if value.is_floating_point():
+            stacked = torch.stack([s["model"][name].double() for s in states])
+            averaged[name] = stacked.mean(0).to(value.dtype)
+        else:
+            averaged[name] = value
+    keep = ("model_dims", "features", "feature_stats", "tokenizer", "step", "epoch", "config")
+    result = {k: last[k] for k in keep if k in last}
+    result["model"] = averaged
+    result["averaged_from"] = [str(p) for p in paths]
+    save_checkpoint(output, result)
+    return Path(output)

@@ -283,6 +283,31 @@ def export_main(argv: list[str] | None = None) -> None:
     print(f"{written}: {written.stat().st_size / 1e6:.1f} MB")
 
 
+def average_main(argv: list[str] | None = None) -> None:
+    """asr-average OUTPUT INPUT...: a checkpoint whose weights are the inputs' mean."""
+    parser = argparse.ArgumentParser(
+        prog="asr-average", description="Average the weights of several checkpoints."
+    )
+    parser.add_argument("output", help="the checkpoint to write")
+    parser.add_argument(
+        "inputs", nargs="+", help="checkpoints, or run folders (their step_*.pt checkpoints)"
+    )
+    parser.add_argument("--last", type=int, default=0, help="only the newest N of the inputs")
+    args = parser.parse_args(argv)
+    from asr.checkpoint import average_checkpoints, list_checkpoints
+
+    paths: list[Path] = []
+    for item in map(Path, args.inputs):
+        paths.extend(list_checkpoints(item) if item.is_dir() else [item])
+    if args.last > 0:
+        paths = paths[-args.last :]
+    try:
+        written = average_checkpoints(paths, args.output)
+    except _user_errors() as exc:
+        _fail("asr-average", exc)
+    print(f"{written}: mean of {len(paths)} checkpoints: " + ", ".join(p.name for p in paths))
+
+
 def lm_main(argv: list[str] | None = None) -> None:
     """asr-lm build|tune: word n-gram LMs for beam search."""
     parser = argparse.ArgumentParser(prog="asr-lm", description="Word n-gram LMs for beam search.")

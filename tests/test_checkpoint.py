@@ -410,3 +410,26 @@ def test_save_checkpoint_is_readable_like_other_files(saved, umask):
     fresh = path.parent / "fresh.pt"
     save_checkpoint(fresh, model_state(*parts))
     assert mode_of(fresh) == 0o644
+
+
+def test_average_checkpoints_means_the_weights(tmp_path):
+    from asr.checkpoint import average_checkpoints
+    from asr.cli import average_main
+
+    paths = []
+    for seed in range(3):
+        paths.append(tmp_path / f"step_{seed:08d}.pt")
+        save_checkpoint(paths[-1], model_state(*make_parts(seed)))
+    average_main([str(tmp_path / "avg.pt"), str(tmp_path), "--last", "2"])
+    averaged = build_from_checkpoint(tmp_path / "avg.pt")
+    states = [load_checkpoint(p)["model"] for p in paths[1:]]
+    for name, value in averaged.model.state_dict().items():
+        assert torch.allclose(value, (states[0][name] + states[1][name]) / 2, atol=1e-7), name
+    assert load_checkpoint(tmp_path / "avg.pt")["averaged_from"] == [str(p) for p in paths[1:]]
+
+    other = tmp_path / "other.pt"
+    state = model_state(*make_parts())
+    state["tokenizer"] = CharTokenizer.from_texts(["xyz w"]).to_dict()
+    save_checkpoint(other, state)
+    with pytest.raises(CheckpointError, match="tokenizer differ"):
+        average_checkpoints([paths[0], other], tmp_path / "bad.pt")
