@@ -238,11 +238,11 @@ def transcribe_main(argv: list[str] | None = None) -> None:
         paths, roots = collect_audio(args.inputs)
         names = outputs.output_names(paths, roots)
         chunk = ChunkSpec(args.chunk_seconds, args.overlap)
-        transcriber = Transcriber.from_checkpoint(
-            args.model, args.device, decoding, args.workers, chunk
-        )
         many = len(paths) > 1
-        results = transcriber.transcribe(paths, progress=not args.quiet, skip_errors=many)
+        with Transcriber.from_checkpoint(
+            args.model, args.device, decoding, args.workers, chunk
+        ) as transcriber:
+            results = transcriber.transcribe(paths, progress=not args.quiet, skip_errors=many)
     except _user_errors() as exc:
         _fail("asr-transcribe", exc)
     failed = [r for r in results if r.error]

@@ -72,6 +72,9 @@ class SpeechDataset(Dataset):
         return len(self.utterances)
 
     def __getitem__(self, index: int) -> dict:
+        # index + k * len(self) is the k-th extra copy of an utterance (weighted sampling):
+        # the same audio with its own augmentation draws
+        key, index = index, index % len(self.utterances)
         utt = self.utterances[index]
         try:
             seconds, _ = audio_info(utt.audio_filepath)
@@ -86,7 +89,7 @@ class SpeechDataset(Dataset):
             # A bad file must not kill a long run: the batch reports it and training counts it.
             return {"index": index, "error": f"{utt.origin}: {exc}"}
         if self.augment is not None:
-            rng = clip_generator(self.seed, self.epoch, index)
+            rng = clip_generator(self.seed, self.epoch, key)
             wave = augment_wave(
                 wave, self.sample_rate, self.augment, rng, lambda n: self._babble(n, rng)
             )
@@ -204,28 +207,47 @@ class DurationBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
         self.skip = skip
 
-    def _epoch_draw(self, rng: random.Random) -> list[int]:
-        """Indices taking part in this epoch: utterance ``i`` appears ``floor(w)`` times and
+    def _epoch_draw(self, rng: random.Random) -> list[list[int]]:
+        """This epoch's utterances, in rounds: utterance ``i`` appears ``floor(w)`` times and
         once more with probability ``frac(w)``, so a weight of 0.2 shows a different fifth of
-        a large corpus every epoch and 2.0 shows a small one twice."""
+        a large corpus every epoch and 2.0 shows a small one twice. Its k-th copy is in
+        round k, as index ``i + k * len(durations)`` (see :class:`SpeechDataset`)."""
+        n = len(self.durations)
         if self.weights is None:
-            return list(range(len(self.durations)))
-        order = []
+            return [list(range(n))]
+        rounds: list[list[int]] = []
         for index, weight in enumerate(self.weights):
             copies = int(weight) + (rng.random() < weight - int(weight))
-            order.extend([index] * copies)
-        return order
+            for copy in range(copies):
+                if copy == len(rounds):
+                    rounds.append([])
+                rounds[copy].append(index + copy * n)
+        return rounds
 
     def _all_batches(self) -> list[list[int]]:
         rng = random.Random(self.seed * 100_003 + self.epoch)
-        order = self._epoch_draw(rng)
+        batches: list[list[int]] = []
+        # Rounds are batched apart: copies of an utterance have equal durations, and sorted
+        # together they would share a batch instead of being spread over the epoch.
+        for order in self._epoch_draw(rng):
+            batches += self._cut(order, rng)
+        if self.shuffle and not (self.sorted_first_epoch and self.epoch == 0):
+            rng.shuffle(batches)
+        if self.pad_multiple > 1:
+            total = math.ceil(len(batches) / self.pad_multiple) * self.pad_multiple
+            batches += (batches * self.pad_multiple)[: total - len(batches)]
+        return batches[self.rank :: self.num_replicas]
+
+    def _cut(self, order: list[int], rng: random.Random) -> list[list[int]]:
+        """``order`` sorted by duration and cut into batches under the caps."""
+        n = len(self.durations)
         if self.shuffle:
             rng.shuffle(order)  # random tie-breaking among equal durations
-        order.sort(key=self.durations.__getitem__)
+        order.sort(key=lambda i: self.durations[i % n])
         batches: list[list[int]] = []
         current: list[int] = []
         for index in order:
-            longest = self.durations[index]  # ascending order: the newest is the longest
+            longest = self.durations[index % n]  # ascending order: the newest is the longest
             full = self.max_batch_size and len(current) >= self.max_batch_size
             if current and (full or (len(current) + 1) * longest > self.max_batch_seconds):
                 batches.append(current)
@@ -233,12 +255,7 @@ class DurationBatchSampler(Sampler[list[int]]):
             current.append(index)
         if current:
             batches.append(current)
-        if self.shuffle and not (self.sorted_first_epoch and self.epoch == 0):
-            rng.shuffle(batches)
-        if self.pad_multiple > 1:
-            total = math.ceil(len(batches) / self.pad_multiple) * self.pad_multiple
-            batches += (batches * self.pad_multiple)[: total - len(batches)]
-        return batches[self.rank :: self.num_replicas]
+        return batches
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._all_batches()

@@ -178,6 +178,13 @@ def peak_memory(device: torch.device) -> dict:
     return out
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def evaluate(cfg: EvaluateConfig, output_dir: str | Path) -> dict[str, dict]:
     """Decode and score every manifest in ``cfg``, write the reports; {name: summary}."""
     from asr.runtime import pick_device, set_threads
@@ -193,7 +200,7 @@ def evaluate(cfg: EvaluateConfig, output_dir: str | Path) -> dict[str, dict]:
     loaded = build_from_checkpoint(cfg.checkpoint, device)
     if cfg.decode_workers < 0:
         raise ValueError(f"decode_workers must be >= 0, got {cfg.decode_workers}")
-    workers = cfg.decode_workers or (os.cpu_count() or 1)
+    workers = cfg.decode_workers or _usable_cores()
     settings = {
         "checkpoint": str(cfg.checkpoint),
         "checkpoint_sha256": file_digest(cfg.checkpoint),

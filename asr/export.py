@@ -8,7 +8,9 @@ tokenizer), so ``Transcriber.from_checkpoint("model.onnx")`` rebuilds the pipeli
 
 ONNX goes through ``torch.onnx.export(dynamo=False)``: it maps each ``nn.LSTM`` to one
 ONNX ``LSTM`` operator in about a second, where the dynamo exporter took minutes on this
-model and fixed the output length in the graph's shape metadata. Exported files contain
+model and fixed the output length in the graph's shape metadata. TorchScript comes from
+``torch.jit.trace``, which bakes the tracing device (the CPU) into the graph, so a traced
+model always runs on the CPU here; for GPU inference use the checkpoint. Exported files contain
 code (TorchScript) or a graph (ONNX): load only files you trust, as with any model format
 that is not weights-only.
 """
@@ -62,15 +64,17 @@ def _example(dims: ModelDims) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(2, 200, dims.n_mels, generator=generator), torch.tensor([200, 137])
 
 
-def export_model(checkpoint: str | Path, output: str | Path, fmt: str = "") -> Path:
+def export_model(checkpoint: str | Path, output: str | Path) -> Path:
     """Write ``checkpoint``'s model as TorchScript (``.ts``) or ONNX (``.onnx``), atomically.
 
-    ``fmt`` defaults to the output's suffix. Returns the path written.
+    The suffix chooses the format (and tells loaders which one it is). Returns the path.
     """
     output = Path(output)
-    fmt = fmt or format_of(output)
+    fmt = format_of(output)
     if fmt not in FORMATS:
         raise ValueError(f"{output}: export format must be torchscript (.ts) or onnx (.onnx)")
+    if fmt == "onnx":
+        _require_onnx()
     loaded = build_from_checkpoint(checkpoint, "cpu")
     model = loaded.model.eval()
     if fmt == "onnx" and model.dims.proj_size:
@@ -136,7 +140,7 @@ class ExportedModel(nn.Module):
         self.fmt = fmt
         self.path = path
         if fmt == "torchscript":
-            self.script = _jit_load(path, device)
+            self.script = _jit_load(path, torch.device("cpu"))  # traced on the CPU: see above
             self.session = None
         else:
             import onnxruntime as ort
@@ -152,7 +156,8 @@ class ExportedModel(nn.Module):
         self, feats: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.session is None:
-            return self.script(feats, lengths)
+            log_probs, out_lengths = self.script(feats.cpu(), lengths.cpu())
+            return log_probs.to(feats.device), out_lengths.to(feats.device)
         log_probs, out_lengths = self.session.run(
             None,
             {
@@ -164,6 +169,17 @@ class ExportedModel(nn.Module):
             torch.from_numpy(log_probs).to(feats.device),
             torch.from_numpy(out_lengths).to(feats.device),
         )
+
+
+def _require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise ValueError(
+            f"ONNX needs the onnx and onnxruntime packages ({exc.name} is missing): "
+            "pip install 'asr[export]'"
+        ) from None
 
 
 def _jit_load(path: Path, device: torch.device, extra: dict | None = None) -> Any:
@@ -201,6 +217,8 @@ def build_from_export(path: str | Path, device: str | torch.device = "cpu") -> L
         raise CheckpointError(f"{path}: file not found")
     fmt = format_of(path)
     device = torch.device(device)
+    if fmt == "onnx":
+        _require_onnx()
     try:
         meta = _read_metadata(path, fmt)
         dims = ModelDims(**meta["model_dims"])
@@ -209,6 +227,11 @@ def build_from_export(path: str | Path, device: str | torch.device = "cpu") -> L
             stats = meta["feature_stats"]
             features.set_global_stats(torch.tensor(stats["mean"]), torch.tensor(stats["std"]))
         tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
+        if len(tokenizer) != dims.vocab_size:
+            raise CheckpointError(
+                f"{path}: tokenizer has {len(tokenizer)} symbols "
+                f"but the model outputs {dims.vocab_size}"
+            )
         model = ExportedModel(path, fmt, dims, device)
     except CheckpointError:
         raise

@@ -187,23 +187,21 @@ def spec_augment(
     batch, time, n_mels = feats.shape
     device = feats.device
     keep = torch.ones_like(feats, dtype=torch.bool)
-
-    def rand(*shape: int) -> torch.Tensor:
-        return torch.rand(*shape, generator=generator).to(device)
-
+    # Every draw at once from the (CPU, resumable) generator, in one non-blocking copy: a
+    # blocking one per mask would make the host wait for the device at every step.
+    draws = torch.rand(2 * (spec.freq_masks + spec.time_masks), batch, generator=generator)
+    draws = iter(draws.to(device, non_blocking=True))
     bands = torch.arange(n_mels, device=device)
     for _ in range(spec.freq_masks):
-        width = (rand(batch) * (spec.freq_width + 1)).long()
-        start = (rand(batch) * (n_mels - width + 1).float()).long()
+        width = (next(draws) * (spec.freq_width + 1)).long()
+        start = (next(draws) * (n_mels - width + 1).float()).long()
         band = (bands[None] >= start[:, None]) & (bands[None] < (start + width)[:, None])
         keep &= ~band[:, None, :]
     steps = torch.arange(time, device=device)
-    max_width = torch.minimum(
-        (lengths.float() * spec.time_width).long(), torch.tensor(spec.time_width_max, device=device)
-    )
+    max_width = (lengths.float() * spec.time_width).long().clamp(max=spec.time_width_max)
     for _ in range(spec.time_masks):
-        width = (rand(batch) * (max_width + 1).float()).long()
-        start = (rand(batch) * (lengths - width + 1).clamp(min=1).float()).long()
+        width = (next(draws) * (max_width + 1).float()).long()
+        start = (next(draws) * (lengths - width + 1).clamp(min=1).float()).long()
         span = (steps[None] >= start[:, None]) & (steps[None] < (start + width)[:, None])
         keep &= ~span[:, :, None]
     return feats * keep

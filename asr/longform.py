@@ -27,10 +27,13 @@ from asr.decoding import Word
 VAD_WINDOW_S = 0.025
 VAD_HOP_S = 0.010
 VAD_SMOOTH_FRAMES = 20  # 0.2 s / VAD_HOP_S
-# A pause is a dip this far under the chunk's speech level (its 90th energy percentile),
-# or anything under the absolute floor (digital silence, a muted stretch).
+# A pause is a dip this far under the chunk's speech level (its 90th energy percentile).
+# Relative only: an absolute floor would find "pauses" anywhere in a quiet recording.
 PAUSE_DEPTH_DB = 25.0
-SILENCE_FLOOR_DB = -60.0
+# Audio past a chunk's end that the energy of its last frames needs (window + smoothing)
+VAD_CONTEXT_S = VAD_WINDOW_S + VAD_SMOOTH_FRAMES * VAD_HOP_S
+# Shorter overlaps let one word span the whole shared stretch, and be kept twice
+MIN_OVERLAP_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -42,11 +45,14 @@ class ChunkSpec:
     block_seconds: float = 60.0  # audio decoded from the file at a time
 
     def __post_init__(self) -> None:
-        if not self.chunk_seconds >= 2.0:
-            raise ValueError(f"chunk_seconds must be >= 2, got {self.chunk_seconds}")
-        if not 0.0 <= self.overlap_seconds <= self.chunk_seconds / 4:
+        if not self.chunk_seconds >= 4 * MIN_OVERLAP_S:
             raise ValueError(
-                f"overlap_seconds must be in [0, chunk_seconds / 4], got {self.overlap_seconds}"
+                f"chunk_seconds must be >= {4 * MIN_OVERLAP_S:g}, got {self.chunk_seconds}"
+            )
+        if not MIN_OVERLAP_S <= self.overlap_seconds <= self.chunk_seconds / 4:
+            raise ValueError(
+                f"overlap_seconds must be in [{MIN_OVERLAP_S:g}, chunk_seconds / 4], "
+                f"got {self.overlap_seconds}"
             )
         if not self.block_seconds > 0:
             raise ValueError(f"block_seconds must be positive, got {self.block_seconds}")
@@ -133,19 +139,23 @@ def frame_energy_db(wave: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def find_pause(wave: np.ndarray, sample_rate: int, lo: int, hi: int) -> int | None:
-    """Sample index of the quietest point of ``wave[lo:hi]`` if it is a pause, else None."""
+    """Sample index of the quietest point of ``wave[lo:hi]`` if it is a pause, else None.
+
+    ``wave`` may run past ``hi`` (up to :data:`VAD_CONTEXT_S`): the energy of the last
+    frames then sees real audio, not zero padding that would fake a dip.
+    """
     energy = frame_energy_db(wave, sample_rate)
     hop = int(VAD_HOP_S * sample_rate)
-    first, last = lo // hop, min(hi // hop, len(energy))
+    complete = len(energy) - VAD_SMOOTH_FRAMES // 2 - int(VAD_WINDOW_S / VAD_HOP_S)
+    first, last = lo // hop, min(hi // hop, complete)
     if last <= first:
         return None
     window = energy[first:last]
     quietest = int(np.argmin(window))
-    speech_level = float(np.percentile(energy, 90))
-    floor = window[quietest]
-    if floor > SILENCE_FLOOR_DB and floor > speech_level - PAUSE_DEPTH_DB:
+    speech_level = float(np.percentile(energy[: hi // hop], 90))
+    if window[quietest] > speech_level - PAUSE_DEPTH_DB:
         return None
-    return (first + quietest) * hop + hop // 2
+    return (first + quietest) * hop + int(VAD_WINDOW_S * sample_rate) // 2
 
 
 def split_stream(
@@ -159,13 +169,14 @@ def split_stream(
     """
     size = int(spec.chunk_seconds * sample_rate)
     overlap = int(spec.overlap_seconds * sample_rate)
+    context = int(VAD_CONTEXT_S * sample_rate)
     buffer = np.zeros(0, np.float32)
     offset = 0  # file position (samples) of buffer[0]
     keep_from = float("-inf")
     for block in blocks:
         buffer = np.concatenate([buffer, block])
         while len(buffer) > size:
-            cut = find_pause(buffer[:size], sample_rate, size // 2, size)
+            cut = find_pause(buffer[: size + context], sample_rate, size // 2, size)
             if cut is not None:
                 yield Chunk(offset / sample_rate, buffer[:cut].copy(), keep_from)
                 keep_from = float("-inf")

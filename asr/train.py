@@ -356,6 +356,12 @@ class Trainer:
                 f"than this config ({self.dims.to_dict()})"
             ) from None
         self.optimizer.load_state_dict(state["optimizer"])
+        # A checkpoint keeps its optimiser's options: one written by an unfused AdamW would
+        # turn this one unfused, and then the found_inf skip (train_step) fails. Re-assert
+        # ours, and reload so the step counters move where the fused kernel wants them.
+        for group in self.optimizer.param_groups:
+            group["fused"], group["foreach"] = self.fused or None, None
+        self.optimizer.load_state_dict(self.optimizer.state_dict())
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         stats = state.get("feature_stats")
@@ -458,7 +464,8 @@ class Trainer:
         read only when metrics are logged.
         """
         local_tokens = sum(int(b.target_lengths.sum()) for b in batches)  # host lengths
-        tokens = self.dist.all_sum(torch.tensor(float(local_tokens), device=self.device))
+        # torch.full is a fill kernel: a host-to-device copy would wait for the device
+        tokens = self.dist.all_sum(torch.full((), float(local_tokens), device=self.device))
         scale = self.dist.world_size / tokens.clamp(min=1.0)  # DDP averages over processes
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
@@ -608,7 +615,8 @@ class Trainer:
             stopping = asked and self.dist.any(stop.signal is not None, self.device)
             if stopping or self._finished():
                 bar.close()
-                self._check_bad_steps()
+                if not stopping:  # a stop saves its checkpoint first; the weights are sound
+                    self._check_bad_steps()
                 return (stop.signal or signal.SIGTERM) if stopping else None
         bar.close()
         self._check_bad_steps()
@@ -683,9 +691,11 @@ class _LogWindow:
         """The metrics row for the window, which then starts again."""
         elapsed = time.perf_counter() - self.start
         finite = torch.stack(self.finite)
-        count = max(int(finite.sum()), 1)  # skipped steps are left out of the means
+        count = int(finite.sum())  # skipped steps are left out of the means
 
         def mean(values: list[torch.Tensor]) -> float:
+            if not count:
+                return math.nan  # every step skipped: no loss to show
             stacked = torch.stack(values)
             return float(torch.where(finite, stacked, torch.zeros_like(stacked)).sum()) / count
 

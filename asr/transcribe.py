@@ -89,6 +89,16 @@ class Transcriber:
         decoder = make_decoder(decoding or DecodingConfig(), loaded.tokenizer, workers)
         return cls(loaded, decoder, dev, chunk=chunk)
 
+    def close(self) -> None:
+        """Stop the decoder's worker processes (beam search with ``workers > 1``)."""
+        self.decoder.close()
+
+    def __enter__(self) -> Transcriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def sample_rate(self) -> int:
         return self.loaded.features.spec.sample_rate

@@ -287,7 +287,12 @@ def test_weights_draw_a_fresh_fraction_each_epoch_and_repeat_whole_copies():
     weights = [0.25] * 200 + [2.0] * 20 + [1.0] * 20
     drawn = []
     for epoch in range(4):
-        flat = [i for b in epoch_batches(durations, epoch=epoch, weights=weights) for i in b]
+        batches = epoch_batches(durations, epoch=epoch, weights=weights)
+        # the second copy of utterance i is index i + 240: its own augmentation draws, and
+        # never in the batch of the first copy
+        assert all(len({i % 240 for i in b}) == len(b) for b in batches)
+        assert {i // 240 for b in batches for i in b} == {0, 1}
+        flat = [i % 240 for b in batches for i in b]
         counts = {i: flat.count(i) for i in set(flat)}
         assert all(counts[i] == 2 for i in range(200, 220))
         assert all(counts[i] == 1 for i in range(220, 240))
@@ -296,7 +301,7 @@ def test_weights_draw_a_fresh_fraction_each_epoch_and_repeat_whole_copies():
         drawn.append(light)
     assert drawn[0] != drawn[1]  # a different subset every epoch
     assert drawn[1] == {  # ... and reproducible, so resuming redraws the same one
-        i for b in epoch_batches(durations, epoch=1, weights=weights) for i in b if i < 200
+        i % 240 for b in epoch_batches(durations, epoch=1, weights=weights) for i in b if i < 200
     }
     assert len(set().union(*drawn)) > 100
 

@@ -80,6 +80,14 @@ def test_without_pauses_chunks_overlap_and_split_the_shared_stretch():
         assert np.array_equal(a.wave[start - int(a.start * RATE) :], wave[start : start + 2 * RATE])
 
 
+def test_a_quiet_recording_without_pauses_is_not_cut_as_if_it_paused():
+    # steady noise at -58 dBFS: quiet, but no dip anywhere, so no "pause" cut
+    wave = (0.0018 * np.random.default_rng(5).standard_normal(25 * RATE)).astype(np.float32)
+    chunks = list(split_stream(blocks_of(wave, 4 * RATE), RATE, ChunkSpec(10.0, 2.0)))
+    assert [c.start for c in chunks] == [0.0, 8.0, 16.0]
+    assert chunks[0].keep_until == 9.0
+
+
 def test_a_short_tail_after_an_overlapped_cut_is_kept():
     wave = (0.2 * np.random.default_rng(3).standard_normal(int(10.5 * RATE))).astype(np.float32)
     chunks = list(split_stream(iter([wave]), RATE, ChunkSpec(10.0, 2.0)))
@@ -152,7 +160,7 @@ def test_long_files_are_stitched_from_their_pieces(tmp_path: Path, chunk_seconds
     for chunk in chunks:
         [(_, words)] = transcriber._decode([torch.from_numpy(chunk.wave)])
         expected += keep_words(words, chunk)
-    assert len(expected) > 20  # a varied random model: many words to stitch
+    assert len(expected) >= 10  # a varied random model: many words to stitch
     assert [w.word for w in result.words] == [w.word for w in expected]
     assert [w.start for w in result.words] == pytest.approx([w.start for w in expected])
     assert result.text == " ".join(w.word for w in expected)
@@ -165,3 +173,5 @@ def test_chunk_spec_validation():
         ChunkSpec(chunk_seconds=0.5)
     with pytest.raises(ValueError, match="overlap_seconds"):
         ChunkSpec(chunk_seconds=10, overlap_seconds=5)
+    with pytest.raises(ValueError, match="overlap_seconds"):
+        ChunkSpec(chunk_seconds=10, overlap_seconds=0.2)  # a word could span all of it

@@ -10,7 +10,12 @@ import pytest
 import torch
 from conftest import compose_train, tiny_overrides
 
-from asr.checkpoint import build_from_checkpoint, list_checkpoints, load_checkpoint
+from asr.checkpoint import (
+    build_from_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from asr.evaluate import decode_utterances
 from asr.manifest import read_manifest
 from asr.text import normalize_text
@@ -96,6 +101,19 @@ def test_resume_continues_exactly(tiny_corpus: Path, tmp_path: Path) -> None:
     for name, tensor in final_a.items():
         assert torch.equal(tensor, final_b[name]), name
 
+    # A checkpoint from before the optimiser was fused (its options say so) resumes too,
+    # onto the same weights.
+    old = tmp_path / "old"
+    old.mkdir()
+    state = load_checkpoint(whole / "step_00000004.pt")
+    for group in state["optimizer"]["param_groups"]:
+        group["fused"] = group["foreach"] = None
+    save_checkpoint(old / "step_00000004.pt", state)
+    train(compose_train([*overrides, "train.resume=auto"]), old)
+    final_c = load_checkpoint(old / "step_00000008.pt")["model"]
+    for name, tensor in final_a.items():
+        assert torch.equal(tensor, final_c[name]), name
+
 
 def test_short_utterances_are_filtered_and_counted(tiny_corpus: Path, tmp_path: Path) -> None:
     durations = sorted(u.duration for u in read_manifest(tiny_corpus / "train.jsonl"))
@@ -115,7 +133,8 @@ def test_train_weights_set_each_manifests_share(tiny_corpus: Path, tmp_path: Pat
     )
     trainer = Trainer(cfg, tmp_path)
     train_paths = {u.audio_filepath for u in read_manifest(tiny_corpus / "train.jsonl")}
-    drawn = [trainer.train_utts[i].audio_filepath for b in trainer.sampler for i in b]
+    n = len(trainer.train_utts)
+    drawn = [trainer.train_utts[i % n].audio_filepath for b in trainer.sampler for i in b]
     assert set(drawn) == train_paths and len(drawn) == 2 * len(train_paths)
     for weights, problem in (([1.0], "2 train_manifests"), ([1.0, -1.0], ">= 0")):
         cfg.data.train_weights = weights
