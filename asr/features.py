@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 import torchaudio.functional as taf
 from torch import nn
 
@@ -60,6 +61,11 @@ def lengths_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
+# Frames (summed over the batch) per STFT call on the CPU: ~1 MB of complex spectrum
+# (800 x 201 bins x 8 bytes), which stays in cache.
+CPU_PIECE_FRAMES = 800
+
+
 class LogMel(nn.Module):
     """Waveforms [B, N] (+ lengths [B]) -> log-mel [B, T, n_mels] (+ frame lengths [B]).
 
@@ -93,21 +99,40 @@ class LogMel(nn.Module):
         return num_frames(sample_lengths, self.spec.hop_length)
 
     def log_mel(self, wave: torch.Tensor) -> torch.Tensor:
-        """Un-normalised log-mel of zero-padded waves [B, N] -> [B, T, n_mels] (float32)."""
+        """Un-normalised log-mel of zero-padded waves [B, N] -> [B, T, n_mels] (float32).
+
+        Frames are centred (frame t on sample t * hop, zeros beyond the ends): the wave is
+        padded by fft_size // 2 on each side and framed from there. On the CPU the frames
+        are computed CPU_PIECE_FRAMES (over the batch) at a time: one STFT of a long clip
+        or a big batch spills its spectrogram out of the cache and ran 2-3x slower
+        (bench/bench_features.py). Each frame sees the same samples either way.
+        """
         spec = self.spec
-        stft = torch.stft(
-            wave.float(),
-            n_fft=spec.fft_size,
-            hop_length=spec.hop_length,
-            win_length=spec.win_length,
-            window=self.window,
-            center=True,
-            pad_mode="constant",
-            return_complex=True,
-        )  # [B, F, T]
-        power = stft.real.square() + stft.imag.square()
-        mel = torch.matmul(power.transpose(1, 2), self.fbank)  # [B, T, n_mels]
-        return torch.log(mel + LOG_FLOOR)
+        half = spec.fft_size // 2
+        padded = F.pad(wave.float(), (half, half))
+        frames = 1 + wave.shape[1] // spec.hop_length
+        step = frames
+        if wave.device.type == "cpu":
+            step = max(16, CPU_PIECE_FRAMES // max(1, wave.shape[0]))
+        pieces = []
+        for first in range(0, frames, step):
+            last = min(first + step, frames)  # frames [first, last)
+            chunk = padded[
+                :, first * spec.hop_length : (last - 1) * spec.hop_length + spec.fft_size
+            ]
+            stft = torch.stft(
+                chunk,
+                n_fft=spec.fft_size,
+                hop_length=spec.hop_length,
+                win_length=spec.win_length,
+                window=self.window,
+                center=False,
+                return_complex=True,
+            )  # [B, F, last - first]
+            power = stft.real.square() + stft.imag.square()
+            mel = torch.matmul(power.transpose(1, 2), self.fbank)  # [B, frames, n_mels]
+            pieces.append(torch.log(mel + LOG_FLOOR))
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
     def forward(
         self, wave: torch.Tensor, lengths: torch.Tensor

@@ -514,6 +514,11 @@ class Trainer:
     def run(self) -> dict:
         """Train to the end (or to a stop signal); returns the summary written to summary.json."""
         cfg = self.cfg.train
+        summary_path = self.out / "summary.json"
+        if self._finished() and summary_path.exists():
+            # resume=auto on a finished run (make demo twice): keep its summary and figures
+            log.info("the run in %s is already finished (step %d)", self.out, self.step)
+            return json.loads(summary_path.read_text())
         start = time.perf_counter()
         stopped_by = None
         with StopRequested() as stop:

@@ -251,3 +251,32 @@ def test_timed_words_of_empty_and_space_only_hypotheses():
     lp = emissions(["-", " ", "-"])
     assert timed_words(lp, [], TOK, 0.02) == []
     assert timed_words(lp, [ID[" "]], TOK, 0.02) == []
+
+
+def _build_binary() -> str | None:
+    import os
+    import shutil
+
+    return os.environ.get("ASR_KENLM_BUILD_BINARY") or shutil.which("build_binary")
+
+
+@pytest.mark.skipif(
+    _build_binary() is None,
+    reason="KenLM's build_binary is not installed (pip's kenlm has none; set "
+    "ASR_KENLM_BUILD_BINARY to a compiled one)",
+)
+def test_a_kenlm_binary_lm_decodes_as_its_arpa_does(tmp_path, toy_lm):
+    import subprocess
+
+    binary = tmp_path / "toy.bin"
+    subprocess.run([_build_binary(), toy_lm, str(binary)], check=True, capture_output=True)
+    for frames in (AMBIGUOUS, spell("a ") + AMBIGUOUS):
+        from_arpa = decode(frames, lm_path=toy_lm, lm_weight=0.7, nbest=3)
+        from_binary = decode(frames, lm_path=str(binary), lm_weight=0.7, nbest=3)
+        assert from_binary[0].text == from_arpa[0].text
+        assert from_binary[0].score == pytest.approx(from_arpa[0].score, abs=1e-3)
+        assert [a.text for a in from_binary[0].alternatives] == [
+            a.text for a in from_arpa[0].alternatives
+        ]
+    with pytest.raises(ValueError, match='lexicon="lm" needs an ARPA LM'):
+        decode(AMBIGUOUS, lm_path=str(binary), lexicon="lm")

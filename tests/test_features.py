@@ -241,3 +241,22 @@ def test_spec_augment_is_reproducible_with_a_seeded_generator():
     other = spec_augment(feats, lengths, SPEC, torch.Generator().manual_seed(124))
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
+
+
+def test_long_clips_and_big_batches_are_framed_in_pieces_exactly():
+    """The CPU computes CPU_PIECE_FRAMES at a time; the result equals one centred STFT."""
+    from asr import features as features_module
+
+    torch.manual_seed(3)
+    extract = LogMel(FeatureSpec())
+    for shape in ((1, 16000 * 61 + 37), (5, 16000 * 9 + 5)):
+        wave = torch.randn(*shape) * 0.1
+        pieces = extract.log_mel(wave)
+        saved = features_module.CPU_PIECE_FRAMES
+        features_module.CPU_PIECE_FRAMES = 10**9  # one piece
+        try:
+            whole = extract.log_mel(wave)
+        finally:
+            features_module.CPU_PIECE_FRAMES = saved
+        assert pieces.shape == whole.shape == (shape[0], 1 + shape[1] // 160, 80)
+        assert (pieces - whole).abs().max() < 1e-4
