@@ -16,6 +16,10 @@ import soxr
 import torch
 
 SAMPLE_RATE = 16000  # the model's default input rate (Hz)
+# What a folder of audio is searched for (asr-transcribe DIR, asr-prepare folder)
+AUDIO_SUFFIXES = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64"}
+)
 
 
 class AudioError(ValueError):

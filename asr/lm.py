@@ -249,11 +249,11 @@ def _decode_all(decoder, log_probs: list, batch_size: int = 64) -> list[str]:
 
 
 def _error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> dict:
-    from asr.metrics import char_counts, word_counts
+    """WER and CER as ``asr-evaluate`` scores them."""
+    from asr.evaluate import score
 
-    refs = [normalize_text(t) for t in references]
-    hyps = [normalize_text(t) for t in hypotheses]
-    return {"wer": word_counts(refs, hyps).rate, "cer": char_counts(refs, hyps).rate}
+    errors = score(references, hypotheses)
+    return {"wer": errors["wer"], "cer": errors["cer"]}
 
 
 def tuning_table(rows: Sequence[dict]) -> str:

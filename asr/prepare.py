@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from asr.audio import AudioError, audio_info
+from asr.audio import AUDIO_SUFFIXES, AudioError, audio_info
 from asr.io_utils import atomic_write_text
 from asr.manifest import ManifestError, write_manifest
 
@@ -44,7 +44,6 @@ LIBRISPEECH_SHA256: dict[str, str | None] = {
     "train-other-500": "ddb22f27f96ec163645d53215559df6aa36515f26e01dd70798188350adcb6d2",
 }
 LIBRISPEECH_PARTS = tuple(LIBRISPEECH_SHA256)
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".mp3"})
 
 _WORKERS = 2  # header reads are I/O bound; more threads only fight the other jobs for disk
 _SHOW_IDS = 5
@@ -377,7 +376,7 @@ def prepare_folder(
     if not root.is_dir():
         raise PrepareError(f"{root}: not a folder")
     root = root.resolve()
-    found = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+    found = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     found = [p for p in found if p.is_file()]
     if str(transcripts) == "txt":
         where, texts = str(root), _texts_beside(found)

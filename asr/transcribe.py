@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from asr.audio import AudioError, audio_info, load_audio
+from asr.audio import AUDIO_SUFFIXES, AudioError, audio_info, load_audio
 from asr.checkpoint import LoadedModel, build_from_checkpoint
 from asr.config import DecodingConfig
-from asr.data import pad_stack
+from asr.data import batches_by_duration, pad_stack
 from asr.decoding import Decoder, Hypothesis, Word, timed_words
 from asr.longform import ChunkSpec, keep_words, split_stream, stream_audio
 
@@ -130,17 +130,9 @@ class Transcriber:
             for b, (hyp, n) in enumerate(zip(hyps, lengths.tolist(), strict=True))
         ]
 
-    def batches(self, lengths: Sequence[float]) -> Iterator[list[int]]:
+    def batches(self, lengths: Sequence[float]) -> list[list[int]]:
         """Indices in batches of similar ``lengths`` (seconds), each under ``batch_seconds``."""
-        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-        batch: list[int] = []
-        for index in order:
-            if batch and (len(batch) + 1) * lengths[index] > self.batch_seconds:
-                yield batch
-                batch = []
-            batch.append(index)
-        if batch:
-            yield batch
+        return batches_by_duration(lengths, self.batch_seconds)
 
     def file_emissions(self, paths: Sequence[str | Path]) -> list[np.ndarray]:
         """Log-probs [T, V] (float32, valid frames only) of each audio file, in order given."""
@@ -258,9 +250,6 @@ class Transcriber:
                 )
             )
         return out
-
-
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64"}
 
 
 def collect_audio(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Path | None]]:
