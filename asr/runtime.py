@@ -9,6 +9,7 @@ across ranks.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import random
 import signal
@@ -109,8 +110,15 @@ def init_distributed(device_name: str) -> tuple[Distributed, torch.device]:
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # Rank 0 evaluates the dev set and writes checkpoints while the others wait at
+        # the next collective: allow that much longer than the 10-minute default.
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo", timeout=DISTRIBUTED_TIMEOUT
+        )
     return Distributed(rank, world, local), device
+
+
+DISTRIBUTED_TIMEOUT = datetime.timedelta(hours=2)
 
 
 def rng_state() -> dict:

@@ -254,16 +254,22 @@ def test_timed_words_of_empty_and_space_only_hypotheses():
 
 
 def _build_binary() -> str | None:
+    """KenLM's build_binary: $ASR_KENLM_BUILD_BINARY, beside this Python (make test puts
+    it there, scripts/build_kenlm_tools.sh), or on PATH."""
     import os
     import shutil
+    import sys
 
-    return os.environ.get("ASR_KENLM_BUILD_BINARY") or shutil.which("build_binary")
+    beside = Path(sys.executable).parent / "build_binary"
+    if os.environ.get("ASR_KENLM_BUILD_BINARY"):
+        return os.environ["ASR_KENLM_BUILD_BINARY"]
+    return str(beside) if beside.is_file() else shutil.which("build_binary")
 
 
 @pytest.mark.skipif(
     _build_binary() is None,
-    reason="KenLM's build_binary is not installed (pip's kenlm has none; set "
-    "ASR_KENLM_BUILD_BINARY to a compiled one)",
+    reason="KenLM's build_binary is not installed (pip's kenlm has none: "
+    "scripts/build_kenlm_tools.sh compiles it)",
 )
 def test_a_kenlm_binary_lm_decodes_as_its_arpa_does(tmp_path, toy_lm):
     import subprocess
