@@ -27,7 +27,7 @@ class ManifestError(ValueError):
     """A manifest line that cannot be used; the message names the file and line."""
 
 
-@dataclass
+@dataclass(slots=True)  # a million of them: no per-object __dict__
 class Utterance:
     """One manifest entry, with its audio path already resolved against the manifest folder."""
 

@@ -45,6 +45,11 @@ class Transcript:
     error: str = ""
 
 
+# A long file's chunk batches are padded to a multiple of this: at most chunk_seconds / 2
+# distinct lengths, however many chunks (each new shape costs oneDNN kernel-cache memory)
+CHUNK_PAD_SECONDS = 2
+
+
 class Transcriber:
     """A loaded model plus a decoder; :meth:`transcribe` takes file paths or waveforms."""
 
@@ -109,15 +114,27 @@ class Transcriber:
         return self.loaded.features.spec.hop_ms / 1000 * self.loaded.model.dims.subsampling
 
     @torch.no_grad()
-    def emissions(self, waves: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mono waveforms [N] at :attr:`sample_rate` -> (log_probs [B, T, V], lengths [B])."""
+    def emissions(
+        self, waves: Sequence[torch.Tensor], pad_multiple: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mono waveforms [N] at :attr:`sample_rate` -> (log_probs [B, T, V], lengths [B]).
+
+        ``pad_multiple``: pad the batch to a multiple of this many samples. The model is
+        exact under padding, so only the shapes change: fewer distinct shapes keep
+        oneDNN's per-shape kernel cache from growing over a long file's chunks.
+        """
         padded, lengths = pad_stack([w.float() for w in waves])
+        if pad_multiple > 0:
+            extra = -padded.shape[1] % pad_multiple
+            padded = torch.nn.functional.pad(padded, (0, extra))
         feats, frames = self.loaded.features(padded.to(self.device), lengths.to(self.device))
         return self.loaded.model(feats, frames)
 
-    def _decode(self, waves: Sequence[torch.Tensor]) -> list[tuple[Hypothesis, list[Word]]]:
+    def _decode(
+        self, waves: Sequence[torch.Tensor], pad_multiple: int = 0
+    ) -> list[tuple[Hypothesis, list[Word]]]:
         """Best hypothesis and timed words of each waveform, as one padded batch."""
-        log_probs, lengths = self.emissions(waves)
+        log_probs, lengths = self.emissions(waves, pad_multiple)
         hyps = self.decoder(log_probs, lengths)
         log_probs = log_probs.float().cpu().numpy()
         return [
@@ -210,7 +227,8 @@ class Transcriber:
                     end = chunk.start + len(chunk.wave) / self.sample_rate
                 if batch and (chunk is None or len(batch) == per_batch):
                     waves = [torch.from_numpy(c.wave) for c in batch]
-                    for c, (hyp, chunk_words) in zip(batch, self._decode(waves), strict=True):
+                    decoded = self._decode(waves, CHUNK_PAD_SECONDS * self.sample_rate)
+                    for c, (hyp, chunk_words) in zip(batch, decoded, strict=True):
                         words.extend(keep_words(chunk_words, c))
                         score += hyp.score
                     bar.update(round(sum(len(c.wave) for c in batch) / self.sample_rate))
