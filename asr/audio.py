@@ -61,18 +61,22 @@ def _short(exc: Exception) -> str:
     return text[-1] if text else type(exc).__name__
 
 
+def soundfile_kwargs(raw: RawFormat | None) -> dict:
+    """What soundfile needs to open ``raw`` headerless PCM (nothing for other files)."""
+    if raw is None:
+        return {}
+    return dict(
+        samplerate=raw.sample_rate,
+        channels=raw.channels,
+        subtype=raw.subtype,
+        endian=raw.endian,
+        format="RAW",
+    )
+
+
 def _read(path: Path, raw: RawFormat | None) -> tuple[np.ndarray, int]:
-    kwargs = {}
-    if raw is not None:
-        kwargs = dict(
-            samplerate=raw.sample_rate,
-            channels=raw.channels,
-            subtype=raw.subtype,
-            endian=raw.endian,
-            format="RAW",
-        )
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True, **kwargs)
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True, **soundfile_kwargs(raw))
     except Exception as exc:
         raise AudioError(f"{path}: cannot decode audio ({_short(exc)})") from None
     return data, rate

@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from asr.audio import AudioError, RawFormat, _existing_file, _short
+from asr.audio import AudioError, RawFormat, _existing_file, _short, soundfile_kwargs
 from asr.decoding import Word
 
 # Energy VAD frames: 25 ms windows every 10 ms, smoothed over 0.2 s so that a cut lands in
@@ -82,17 +82,8 @@ def stream_audio(
     is raised when reached).
     """
     path = _existing_file(path)
-    kwargs = {}
-    if raw is not None:
-        kwargs = dict(
-            samplerate=raw.sample_rate,
-            channels=raw.channels,
-            subtype=raw.subtype,
-            endian=raw.endian,
-            format="RAW",
-        )
     try:
-        handle = sf.SoundFile(str(path), **kwargs)
+        handle = sf.SoundFile(str(path), **soundfile_kwargs(raw))
     except Exception as exc:
         raise AudioError(f"{path}: cannot decode audio ({_short(exc)})") from None
     with handle:

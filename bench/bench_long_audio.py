@@ -58,26 +58,6 @@ def make_long_file(manifest: Path, minutes: float, out: Path) -> str:
     return " ".join(texts)
 
 
-def untrained_checkpoint(path: Path) -> Path:
-    from asr.checkpoint import save_checkpoint
-    from asr.features import FeatureSpec
-    from asr.model import CTCModel, ModelDims
-    from asr.text import CharTokenizer
-
-    tokenizer = CharTokenizer.from_texts(["abcdefghijklmnopqrstuvwxyz'"])
-    dims = ModelDims(vocab_size=len(tokenizer))  # the default model's shape
-    save_checkpoint(
-        path,
-        {
-            "model_dims": dims.to_dict(),
-            "model": CTCModel(dims).state_dict(),
-            "features": FeatureSpec().to_dict(),
-            "tokenizer": tokenizer.to_dict(),
-        },
-    )
-    return path
-
-
 def child(model: str, audio: str, threads: int) -> None:
     """Runs in the fresh process: transcribe, print JSON with peak RSS and timings."""
     import torch
@@ -120,7 +100,9 @@ def main() -> None:
     manifest = source_manifest()
     rows = []
     with tempfile.TemporaryDirectory(prefix="asr-long-") as tmp:
-        model = args.model or str(untrained_checkpoint(Path(tmp) / "untrained.pt"))
+        from bench_transcribe import untrained  # bench/ is on sys.path when run as a script
+
+        model = args.model or str(untrained(Path(tmp) / "untrained.pt"))
         for minutes in args.minutes:
             audio = Path(tmp) / f"long-{minutes:g}min.flac"
             reference = make_long_file(manifest, minutes, audio)
