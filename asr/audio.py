@@ -82,6 +82,15 @@ def _read(path: Path, raw: RawFormat | None) -> tuple[np.ndarray, int]:
     return data, rate
 
 
+def finite_mono(data: np.ndarray, path: Path) -> np.ndarray:
+    """Frames [N, C] read from ``path`` -> contiguous float32 mono [N]; AudioError if any
+    sample is NaN or infinite."""
+    if not np.isfinite(data).all():
+        raise AudioError(f"{path}: contains NaN or infinite samples")
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
 def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
     """Resample a mono wave [N] (or channels-first [C, N]) between two rates.
 
@@ -110,8 +119,5 @@ def load_audio(
     data, rate = _read(path, raw)
     if data.shape[0] == 0:
         raise AudioError(f"{path}: contains no audio samples")
-    if not np.isfinite(data).all():
-        raise AudioError(f"{path}: contains NaN or infinite samples")
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
+    wave = torch.from_numpy(finite_mono(data, path))
     return resample(wave, rate, sample_rate)

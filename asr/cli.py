@@ -363,9 +363,8 @@ def lm_main(argv: list[str] | None = None) -> None:
 
         from asr.io_utils import atomic_write_text
 
-        beam = [r for r in rows if r["lm_weight"] is not None]
-        best = min(beam, key=lambda r: (r["wer"], r["cer"])) if beam else None
-        atomic_write_text(args.json, json.dumps({"rows": rows, "best": best}, indent=2) + "\n")
+        summary = {"rows": rows, "best": lm.best_row(rows)}
+        atomic_write_text(args.json, json.dumps(summary, indent=2) + "\n")
 
 
 def prepare_main(argv: list[str] | None = None) -> None:

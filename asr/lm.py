@@ -256,10 +256,15 @@ def _error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> dict:
     return {"wer": errors["wer"], "cer": errors["cer"]}
 
 
+def best_row(rows: Sequence[dict]) -> dict | None:
+    """The beam-search row of :func:`tune_lm` with the lowest WER (then CER)."""
+    beam = [r for r in rows if r["lm_weight"] is not None]
+    return min(beam, key=lambda r: (r["wer"], r["cer"])) if beam else None
+
+
 def tuning_table(rows: Sequence[dict]) -> str:
     """The rows of :func:`tune_lm` as an aligned text table; the best beam row is starred."""
-    beam = [r for r in rows if r["lm_weight"] is not None]
-    best = min(beam, key=lambda r: (r["wer"], r["cer"])) if beam else None
+    best = best_row(rows)
     lines = [f"{'lm_weight':>9}  {'word_bonus':>10}  {'WER':>7}  {'CER':>7}"]
     for row in rows:
         if row["lm_weight"] is None:

@@ -19,7 +19,14 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from asr.audio import AudioError, RawFormat, _existing_file, _short, soundfile_kwargs
+from asr.audio import (
+    AudioError,
+    RawFormat,
+    _existing_file,
+    _short,
+    finite_mono,
+    soundfile_kwargs,
+)
 from asr.decoding import Word
 
 # Energy VAD frames: 25 ms windows every 10 ms, smoothed over 0.2 s so that a cut lands in
@@ -97,11 +104,8 @@ def stream_audio(
             except Exception as exc:
                 raise AudioError(f"{path}: cannot decode audio ({_short(exc)})") from None
             last = data.shape[0] < step
-            if not np.isfinite(data).all():
-                raise AudioError(f"{path}: contains NaN or infinite samples")
             total += data.shape[0]
-            mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-            mono = np.ascontiguousarray(mono, dtype=np.float32)
+            mono = finite_mono(data, path)
             if stream is not None:
                 mono = stream.resample_chunk(mono, last=last)
             if mono.size:

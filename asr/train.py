@@ -677,9 +677,6 @@ class _LogWindow:
         self.frames = self.utterances = 0
         self.start = time.perf_counter()
 
-    def __bool__(self) -> bool:
-        return bool(self.losses)
-
     def add(
         self,
         result: tuple[torch.Tensor, torch.Tensor, torch.Tensor],

@@ -220,19 +220,15 @@ class Transcriber:
         score, end = 0.0, 0.0
         bar = tqdm(unit="s audio", disable=not progress, leave=False, desc=Path(path).name)
         with bar:
-            batch: list = []
-            for chunk in itertools.chain(chunks, [None]):  # lazily: one batch in memory
-                if chunk is not None:
-                    batch.append(chunk)
-                    end = chunk.start + len(chunk.wave) / self.sample_rate
-                if batch and (chunk is None or len(batch) == per_batch):
-                    waves = [torch.from_numpy(c.wave) for c in batch]
-                    decoded = self._decode(waves, CHUNK_PAD_SECONDS * self.sample_rate)
-                    for c, (hyp, chunk_words) in zip(batch, decoded, strict=True):
-                        words.extend(keep_words(chunk_words, c))
-                        score += hyp.score
-                    bar.update(round(sum(len(c.wave) for c in batch) / self.sample_rate))
-                    batch = []
+            # islice takes the chunks lazily: one batch of them is in memory at a time
+            while batch := list(itertools.islice(chunks, per_batch)):
+                waves = [torch.from_numpy(c.wave) for c in batch]
+                decoded = self._decode(waves, CHUNK_PAD_SECONDS * self.sample_rate)
+                for c, (hyp, chunk_words) in zip(batch, decoded, strict=True):
+                    words.extend(keep_words(chunk_words, c))
+                    score += hyp.score
+                end = batch[-1].start + len(batch[-1].wave) / self.sample_rate
+                bar.update(round(sum(len(c.wave) for c in batch) / self.sample_rate))
         words = [dataclasses.replace(w, end=min(w.end, end)) for w in words]
         return Transcript(str(path), " ".join(w.word for w in words), end, words, score)
 
