@@ -2,11 +2,14 @@
 
 ``load_audio(path, 16000)`` returns a 1-D float32 tensor in [-1, 1] at the requested rate.
 Decoding goes through libsndfile (wav, flac, ogg/vorbis, opus, mp3 with libsndfile >= 1.1);
-headerless PCM is read when the caller gives its layout (:class:`RawFormat`).
+headerless PCM is read when the caller gives its layout (:class:`RawFormat`). A
+``byte_range`` (offset, size) reads an audio file stored inside another, such as a member of
+a tar shard (:mod:`asr.shards`), with one seek and one read.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,13 +49,27 @@ def _existing_file(path: str | Path) -> Path:
     return path
 
 
-def audio_info(path: str | Path) -> tuple[float, int]:
+def _open(path: Path, byte_range: tuple[int, int] | None) -> tuple[str | io.BytesIO, str]:
+    """What soundfile reads (the path, or the bytes of its range) and the name for errors."""
+    if byte_range is None:
+        return str(path), str(path)
+    offset, size = byte_range
+    name = f"{path} (bytes {offset}..{offset + size})"
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read(size)
+    if len(data) != size:
+        raise AudioError(f"{name}: file ends after {len(data)} of {size} bytes")
+    return io.BytesIO(data), name
+
+
+def audio_info(path: str | Path, byte_range: tuple[int, int] | None = None) -> tuple[float, int]:
     """(duration in seconds, native sample rate) read from the header, without decoding."""
-    path = _existing_file(path)
+    source, name = _open(_existing_file(path), byte_range)
     try:
-        info = sf.info(str(path))
+        info = sf.info(source)
     except Exception as exc:  # soundfile raises several types; all mean "unreadable"
-        raise AudioError(f"{path}: cannot read audio header ({_short(exc)})") from None
+        raise AudioError(f"{name}: cannot read audio header ({_short(exc)})") from None
     return info.frames / info.samplerate, info.samplerate
 
 
@@ -74,15 +91,15 @@ def soundfile_kwargs(raw: RawFormat | None) -> dict:
     )
 
 
-def _read(path: Path, raw: RawFormat | None) -> tuple[np.ndarray, int]:
+def _read(source: str | io.BytesIO, name: str, raw: RawFormat | None) -> tuple[np.ndarray, int]:
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True, **soundfile_kwargs(raw))
+        data, rate = sf.read(source, dtype="float32", always_2d=True, **soundfile_kwargs(raw))
     except Exception as exc:
-        raise AudioError(f"{path}: cannot decode audio ({_short(exc)})") from None
+        raise AudioError(f"{name}: cannot decode audio ({_short(exc)})") from None
     return data, rate
 
 
-def finite_mono(data: np.ndarray, path: Path) -> np.ndarray:
+def finite_mono(data: np.ndarray, path: Path | str) -> np.ndarray:
     """Frames [N, C] read from ``path`` -> contiguous float32 mono [N]; AudioError if any
     sample is NaN or infinite."""
     if not np.isfinite(data).all():
@@ -107,17 +124,36 @@ def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
 
 
 def load_audio(
-    path: str | Path, sample_rate: int = SAMPLE_RATE, raw: RawFormat | None = None
+    path: str | Path,
+    sample_rate: int = SAMPLE_RATE,
+    raw: RawFormat | None = None,
+    byte_range: tuple[int, int] | None = None,
+    expected_seconds: float | None = None,
 ) -> torch.Tensor:
-    """Decode ``path`` to a mono float32 tensor [N] at ``sample_rate``.
+    """Decode ``path`` (or its ``byte_range`` (offset, size)) to a mono float32 tensor [N]
+    at ``sample_rate``.
 
     Channels are averaged; the rate is converted with libsoxr (:func:`resample`).
     Raises :class:`AudioError` (naming the file) for missing, empty, corrupt or
-    non-finite audio.
+    non-finite audio. With ``expected_seconds`` (a manifest's duration), audio far longer
+    than that is refused from its header, before decoding: batching and the duration limit
+    trust the manifest, and a mislabelled hour-long file could exhaust memory.
     """
-    path = _existing_file(path)
-    data, rate = _read(path, raw)
+    source, name = _open(_existing_file(path), byte_range)
+    if expected_seconds is not None and raw is None:
+        try:
+            info = sf.info(source)
+        except Exception as exc:
+            raise AudioError(f"{name}: cannot read audio header ({_short(exc)})") from None
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        seconds = info.frames / info.samplerate
+        if seconds > max(1.2 * expected_seconds, expected_seconds + 1.0):
+            raise AudioError(
+                f"{name}: audio is {seconds:.1f} s but the manifest says {expected_seconds:.1f} s"
+            )
+    data, rate = _read(source, name, raw)
     if data.shape[0] == 0:
-        raise AudioError(f"{path}: contains no audio samples")
-    wave = torch.from_numpy(finite_mono(data, path))
+        raise AudioError(f"{name}: contains no audio samples")
+    wave = torch.from_numpy(finite_mono(data, name))
     return resample(wave, rate, sample_rate)

@@ -24,6 +24,12 @@ class DataConfig:
     max_duration: float = 30.0  # longer training utterances are skipped and counted
     min_duration: float = 0.05
     num_workers: int = 1  # data-loader processes, one torch thread each
+    # read train manifests lazily (asr.manifest.ManifestIndex: ~20 bytes a line, lines
+    # parsed on access) for corpora of millions of utterances
+    lazy_manifests: bool = False
+    # a folder for log-mel features of clips without waveform augmentation (the dev set,
+    # or all when augment.wave is off): written in the first epoch, read after ("": off)
+    feature_cache: str = ""
     sorted_first_epoch: bool = True
     # where log-mel is computed: "auto" (per clip in workers on CPU, batched on a GPU),
     # "workers" or "device"

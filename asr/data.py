@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from asr.audio import AudioError, audio_info, load_audio
+from asr.audio import AudioError, load_audio
 from asr.augment import WaveAugmentSpec, augment_wave, clip_generator
+from asr.feature_cache import FeatureCache
 from asr.features import LogMel, num_frames
 from asr.manifest import Utterance
 from asr.text import CharTokenizer, normalize_text
@@ -48,7 +49,8 @@ class SpeechDataset(Dataset):
     """Utterances -> {"index", "input", "tokens"}; unreadable audio gives an ``error`` item.
 
     ``features=None`` returns waveforms at ``sample_rate`` for batched extraction elsewhere;
-    ``tokenizer=None`` returns no tokens (decoding only).
+    ``tokenizer=None`` returns no tokens (decoding only). With a ``cache``, features of clips
+    without waveform augmentation are read from it, or computed and stored there.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class SpeechDataset(Dataset):
         sample_rate: int = 16000,
         augment: WaveAugmentSpec | None = None,
         seed: int = 0,
+        cache: FeatureCache | None = None,
     ):
         self.utterances = utterances
         self.features = features
@@ -66,6 +69,7 @@ class SpeechDataset(Dataset):
         self.sample_rate = features.spec.sample_rate if features is not None else sample_rate
         self.augment = augment if augment is not None and augment.enabled else None
         self.seed = seed
+        self.cache = cache if features is not None and self.augment is None else None
         self.epoch = 0  # set by the trainer: augmentation draws depend on (seed, epoch, index)
 
     def __len__(self) -> int:
@@ -76,15 +80,19 @@ class SpeechDataset(Dataset):
         # the same audio with its own augmentation draws
         key, index = index, index % len(self.utterances)
         utt = self.utterances[index]
+        item: dict = {"index": index}
+        if self.tokenizer is not None:
+            item["tokens"] = torch.tensor(self.tokenizer.encode(normalize_text(utt.text)))
+        cached = self.cache.load(utt) if self.cache is not None else None
+        if cached is not None:
+            return {**item, "input": cached}
         try:
-            seconds, _ = audio_info(utt.audio_filepath)
-            if seconds > max(1.2 * utt.duration, utt.duration + 1.0):
-                # Batching and the max_duration limit trust the manifest: audio far longer
-                # than it says could exhaust memory, so it is refused before decoding.
-                raise AudioError(
-                    f"audio is {seconds:.1f} s but the manifest says {utt.duration:.1f} s"
-                )
-            wave = load_audio(utt.audio_filepath, self.sample_rate)
+            wave = load_audio(
+                utt.audio_filepath,
+                self.sample_rate,
+                byte_range=utt.byte_range,
+                expected_seconds=utt.duration,
+            )
         except AudioError as exc:
             # A bad file must not kill a long run: the batch reports it and training counts it.
             return {"index": index, "error": f"{utt.origin}: {exc}"}
@@ -93,16 +101,13 @@ class SpeechDataset(Dataset):
             wave = augment_wave(
                 wave, self.sample_rate, self.augment, rng, lambda n: self._babble(n, rng)
             )
-        item: dict = {"index": index}
-        if self.features is not None:
-            with torch.no_grad():
-                feats, _ = self.features(wave[None], torch.tensor([wave.shape[0]]))
-            item["input"] = feats[0]
-        else:
-            item["input"] = wave
-        if self.tokenizer is not None:
-            item["tokens"] = torch.tensor(self.tokenizer.encode(normalize_text(utt.text)))
-        return item
+        if self.features is None:
+            return {**item, "input": wave}
+        with torch.no_grad():
+            feats, _ = self.features(wave[None], torch.tensor([wave.shape[0]]))
+        if self.cache is not None:
+            self.cache.save(utt, feats[0])
+        return {**item, "input": feats[0]}
 
     def _babble(self, length: int, rng) -> np.ndarray:
         """A few other utterances summed: speech-like background noise of ``length`` samples."""
@@ -110,9 +115,10 @@ class SpeechDataset(Dataset):
         for other in rng.choice(
             len(self.utterances), size=min(3, len(self.utterances)), replace=False
         ):
+            source = self.utterances[int(other)]
             try:
                 voice = load_audio(
-                    self.utterances[int(other)].audio_filepath, self.sample_rate
+                    source.audio_filepath, self.sample_rate, byte_range=source.byte_range
                 ).numpy()
             except AudioError:
                 continue
@@ -297,14 +303,15 @@ def filter_utterances(
     hop_length: int,
     max_duration: float,
     min_duration: float = 0.0,
-) -> tuple[list[Utterance], dict[str, int]]:
-    """Drop utterances training cannot use; return the kept ones and counts per reason.
+) -> tuple[list[int], dict[str, int]]:
+    """Find the utterances training can use; return their indices and counts per reason
+    for the others (:func:`asr.manifest.subset` takes the kept ones).
 
     Reasons: ``too_long`` (over ``max_duration`` s), ``too_short`` (under ``min_duration``),
     ``unknown_chars`` (text outside the vocabulary), ``empty_text``, and ``too_short_for_text``
     (fewer output frames than CTC needs: one per token plus one per repeated pair).
     """
-    kept: list[Utterance] = []
+    kept: list[int] = []
     counts = {
         "too_long": 0,
         "too_short": 0,
@@ -312,7 +319,7 @@ def filter_utterances(
         "empty_text": 0,
         "too_short_for_text": 0,
     }
-    for utt in utterances:
+    for index, utt in enumerate(utterances):
         text = normalize_text(utt.text)
         if utt.duration > max_duration:
             counts["too_long"] += 1
@@ -328,5 +335,5 @@ def filter_utterances(
             if int(frames_to_outputs(torch.tensor([frames]))[0]) < needed:
                 counts["too_short_for_text"] += 1
             else:
-                kept.append(utt)
+                kept.append(index)
     return kept, counts

@@ -37,6 +37,7 @@ from asr.checkpoint import LoadedModel, build_from_checkpoint, file_digest
 from asr.config import DecodingConfig, EvaluateConfig
 from asr.data import SpeechDataset, batches_by_duration, collate, worker_init
 from asr.decoding import Decoder, GreedyDecoder
+from asr.feature_cache import FeatureCache
 from asr.features import LogMel
 from asr.io_utils import atomic_write, atomic_write_text
 from asr.manifest import Utterance, read_manifest
@@ -71,14 +72,20 @@ def decode_utterances(
     max_batch_seconds: float = 200.0,
     num_workers: int = 0,
     decoder: Decoder | None = None,
+    cache: FeatureCache | None = None,
 ) -> list[str]:
-    """Transcripts for ``utterances`` in manifest order ("" for unreadable audio)."""
+    """Transcripts for ``utterances`` in manifest order ("" for unreadable audio); features
+    come from ``cache`` when it has them (CPU features only)."""
     decoder = decoder or GreedyDecoder(tokenizer)
     was_training = model.training
     model.eval()
     on_device = device.type == "cuda"
     dataset = SpeechDataset(
-        utterances, None if on_device else features.cpu(), None, features.spec.sample_rate
+        utterances,
+        None if on_device else features.cpu(),
+        None,
+        features.spec.sample_rate,
+        cache=cache,
     )
     if on_device:
         features.to(device)
@@ -123,8 +130,9 @@ def score(references: Sequence[str], hypotheses: Sequence[str]) -> dict:
 
 
 def utterance_ids(utterances: Sequence[Utterance]) -> list[str]:
-    """Short names for report lines: audio file stems, or whole paths if stems repeat."""
-    stems = [Path(u.audio_filepath).stem for u in utterances]
+    """Short names for report lines: audio file stems (member keys for tar shards), or whole
+    paths if stems repeat."""
+    stems = [u.extra.get("shard_key") or Path(u.audio_filepath).stem for u in utterances]
     if len(set(stems)) == len(stems):
         return stems
     return [u.audio_filepath for u in utterances]

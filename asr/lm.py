@@ -216,7 +216,9 @@ def tune_lm(
     utterances = read_manifests([manifest] if isinstance(manifest, (str, Path)) else manifest)
     transcriber = Transcriber.from_checkpoint(checkpoint, device)
     tokenizer = transcriber.loaded.tokenizer
-    log_probs = transcriber.file_emissions([u.audio_filepath for u in utterances])
+    log_probs = transcriber.file_emissions(
+        [u.audio_filepath for u in utterances], [u.byte_range for u in utterances]
+    )
     references = [u.text for u in utterances]
     greedy = _decode_all(lambda lp, n: greedy_decode(lp, n, tokenizer), log_probs)
     rows = [{"lm_weight": None, "word_bonus": None, **_error_rates(references, greedy)}]

@@ -6,7 +6,12 @@ Each line is a JSON object with at least::
 
 ``audio_filepath`` is relative to the manifest's own folder (absolute paths are accepted);
 ``duration`` is in seconds; any extra keys (``speaker``, ``prompt``...) are kept in
-:attr:`Utterance.extra` and written back unchanged.
+:attr:`Utterance.extra` and written back unchanged. Two extra keys have a meaning: with
+``audio_offset`` and ``audio_size`` the audio is that byte range of ``audio_filepath`` (a
+member of a tar shard, see :mod:`asr.shards`).
+
+:func:`read_manifest` returns a list; :class:`ManifestIndex` reads manifests of millions of
+lines lazily, holding only each line's position and duration (about 20 bytes a line).
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from asr.io_utils import atomic_write
 
@@ -42,6 +50,13 @@ class Utterance:
     def speaker(self) -> str | None:
         value = self.extra.get("speaker")
         return None if value is None else str(value)
+
+    @property
+    def byte_range(self) -> tuple[int, int] | None:
+        """(offset, size) of the audio inside ``audio_filepath``, or None for a whole file."""
+        if "audio_offset" not in self.extra:
+            return None
+        return int(self.extra["audio_offset"]), int(self.extra["audio_size"])
 
 
 def _parse_line(raw: bytes, where: str, folder: Path, check_files: bool) -> Utterance:
@@ -78,6 +93,13 @@ def _parse_line(raw: bytes, where: str, folder: Path, check_files: bool) -> Utte
         if not os.access(path, os.R_OK):
             raise ManifestError(f"{where}: audio file is not readable: {path}")
     extra = {k: v for k, v in obj.items() if k not in REQUIRED_KEYS}
+    if "audio_offset" in extra or "audio_size" in extra:
+        for key in ("audio_offset", "audio_size"):
+            value = extra.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ManifestError(
+                    f"{where}: '{key}' must be a byte count >= 0 (with its pair), got {value!r}"
+                )
     return Utterance(str(path), float(duration), text, extra, where)
 
 
@@ -108,6 +130,111 @@ def read_manifests(paths: Iterable[str | Path], check_files: bool = True) -> lis
     for path in paths:
         utterances.extend(read_manifest(path, check_files))
     return utterances
+
+
+def subset(utterances: Sequence[Utterance], indices: Sequence[int]) -> Sequence[Utterance]:
+    """The utterances at ``indices``: a list from a list, a :class:`ManifestIndex` from one."""
+    if isinstance(utterances, ManifestIndex):
+        return utterances.select(indices)
+    return [utterances[i] for i in indices]
+
+
+def durations_of(utterances: Sequence[Utterance]) -> list[float]:
+    """Every utterance's duration, without parsing a :class:`ManifestIndex`'s lines."""
+    if isinstance(utterances, ManifestIndex):
+        return utterances.durations.tolist()
+    return [u.duration for u in utterances]
+
+
+class ManifestIndex(Sequence[Utterance]):
+    """Manifests read lazily: a sequence of :class:`Utterance` parsed from disk on access.
+
+    Opening validates every line as :func:`read_manifest` does (same errors), but keeps only
+    numpy columns: which file, byte offset, line number and duration ([N] each, about 20
+    bytes a line against ~800 for an :class:`Utterance`). Python objects for a million lines
+    would also be copied into every forked data-loader worker as their reference counts
+    change; arrays are not. ``index[i]`` re-reads line ``i`` (one seek and one JSON parse,
+    ~10 us); :meth:`select` makes a subset sharing the files.
+    """
+
+    def __init__(self, paths: Iterable[str | Path], check_files: bool = True):
+        self.files: list[Path] = []
+        self.folders: list[Path] = []  # resolved once: relative audio paths start there
+        # array.array while scanning: a list of a million tuples would cost ~150 MB
+        file_of, offsets, lines, durations = (array(code) for code in "iqid")
+        for path in paths:
+            path = Path(path).expanduser()
+            if not path.is_file():
+                raise ManifestError(f"{path}: manifest not found")
+            self.files.append(path)
+            self.folders.append(path.resolve().parent)
+            folder, offset, before = self.folders[-1], 0, len(offsets)
+            with open(path, "rb") as handle:
+                for number, raw in enumerate(handle, start=1):
+                    if raw.strip():
+                        utt = _parse_line(raw, f"{path}:{number}", folder, check_files)
+                        file_of.append(len(self.files) - 1)
+                        offsets.append(offset)
+                        lines.append(number)
+                        durations.append(utt.duration)
+                    offset += len(raw)
+            if len(offsets) == before:
+                raise ManifestError(f"{path}: manifest has no utterances")
+        self.file_of = np.frombuffer(file_of, dtype=np.int32).copy()
+        self.offsets = np.frombuffer(offsets, dtype=np.int64).copy()
+        self.lines = np.frombuffer(lines, dtype=np.int32).copy()
+        self.durations = np.frombuffer(durations, dtype=np.float64).copy()
+        self._handles: dict[int, object] = {}
+        self._pid = os.getpid()
+
+    @classmethod
+    def _from_columns(cls, parent: ManifestIndex, rows: np.ndarray) -> ManifestIndex:
+        new = cls.__new__(cls)
+        new.files, new.folders = parent.files, parent.folders
+        new.file_of = parent.file_of[rows]
+        new.offsets = parent.offsets[rows]
+        new.lines = parent.lines[rows]
+        new.durations = parent.durations[rows]
+        new._handles, new._pid = {}, os.getpid()
+        return new
+
+    def select(self, indices: Sequence[int] | np.ndarray) -> ManifestIndex:
+        """The utterances at ``indices``, in that order."""
+        return self._from_columns(self, np.asarray(indices, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, index):  # int -> Utterance; slice -> ManifestIndex
+        if isinstance(index, slice):
+            return self.select(np.arange(len(self))[index])
+        index = int(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"utterance {index} of {len(self)}")
+        number = int(self.file_of[index])
+        handle = self._handle(number)
+        handle.seek(int(self.offsets[index]))
+        path = self.files[number]
+        where = f"{path}:{int(self.lines[index])}"
+        # the line was validated when the index was built; a changed file shows up here
+        return _parse_line(handle.readline(), where, self.folders[number], check_files=False)
+
+    def _handle(self, number: int):
+        if self._pid != os.getpid():  # a forked worker: never share the parent's file offset
+            self._handles, self._pid = {}, os.getpid()
+        if number not in self._handles:
+            self._handles[number] = open(self.files[number], "rb")  # noqa: SIM115
+        return self._handles[number]
+
+    def __getstate__(self) -> dict:  # spawned workers: open their own files
+        return {**self.__dict__, "_handles": {}}
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles = {}
 
 
 def write_manifest(path: str | Path, entries: Iterable[dict | Utterance]) -> int:

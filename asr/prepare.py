@@ -1,4 +1,5 @@
-"""Corpus converters: LibriSpeech, a folder of audio + ``.txt``, or a TSV -> JSONL manifests.
+"""Corpus converters: LibriSpeech, a folder of audio + ``.txt``, or a TSV -> JSONL manifests
+(and any manifest -> tar shards, :mod:`asr.shards`).
 
 Every converter writes NeMo-style manifests through :func:`asr.manifest.write_manifest`, so
 ``audio_filepath`` is relative to the manifest's folder, ``duration`` comes from the audio
@@ -420,6 +421,12 @@ def _cmd_tsv(args: argparse.Namespace) -> None:
     print(args.out)
 
 
+def _cmd_shards(args: argparse.Namespace) -> None:
+    from asr.shards import shard_manifest
+
+    print(shard_manifest(args.manifest, args.out, args.shard_mb))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asr-prepare", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -449,6 +456,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     tsv.add_argument("--speaker", help="speaker for every file (default: parent folder name)")
     tsv.set_defaults(run=_cmd_tsv)
+    shards = sub.add_parser("shards", help="a manifest -> tar shards + a manifest into them")
+    shards.add_argument("manifest", help="the manifest whose audio goes into the shards")
+    shards.add_argument("out", help="folder for shard-NNNNN.tar and the new manifest")
+    shards.add_argument("--shard-mb", type=float, default=1024, help="audio per shard (MB)")
+    shards.set_defaults(run=_cmd_shards)
     return parser
 
 

@@ -20,9 +20,11 @@ import os
 import random
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -38,9 +40,17 @@ from asr.data import (
     worker_init,
 )
 from asr.evaluate import decode_utterances, score
+from asr.feature_cache import FeatureCache
 from asr.features import FeatureSpec, LogMel, RunningStats, spec_augment
 from asr.io_utils import atomic_write, remove_stale_temporaries
-from asr.manifest import Utterance, read_manifest, read_manifests
+from asr.manifest import (
+    ManifestIndex,
+    Utterance,
+    durations_of,
+    read_manifest,
+    read_manifests,
+    subset,
+)
 from asr.model import CTCModel, ModelDims, subsampled_lengths
 from asr.runtime import (
     StopRequested,
@@ -156,8 +166,13 @@ class Trainer:
             raise TrainingError(
                 f"data.feature_placement must be auto|workers|device, got {placement!r}"
             )
+        if placement == "device" and cfg.data.feature_cache:
+            raise TrainingError(
+                "data.feature_cache needs features computed in the data-loader workers: "
+                "set data.feature_placement=auto or workers"
+            )
         self.features_on_device = placement == "device" or (
-            placement == "auto" and self.device.type == "cuda"
+            placement == "auto" and self.device.type == "cuda" and not cfg.data.feature_cache
         )
         self.resume_state = self._find_resume_state()
         self._build_data()
@@ -200,32 +215,39 @@ class Trainer:
 
     @staticmethod
     def _read_weighted(
-        paths: list[str], weights: list[float]
-    ) -> tuple[list[Utterance], dict[int, float]]:
-        """Read the training manifests; map each utterance (by ``id``) to its manifest's
-        sampling weight, or return an empty map when every weight is 1."""
+        paths: list[str], weights: list[float], lazy: bool
+    ) -> tuple[Sequence[Utterance], list[float] | None]:
+        """Read the training manifests (a :class:`ManifestIndex` when ``lazy``) and each
+        utterance's sampling weight, that of its manifest (None when every weight is 1)."""
         if weights and len(weights) != len(paths):
             raise TrainingError(
                 f"data.train_weights has {len(weights)} values for {len(paths)} train_manifests"
             )
         if any(not (w >= 0) for w in weights) or (weights and not any(weights)):
             raise TrainingError(f"data.train_weights must be >= 0, not all 0: got {weights}")
-        utterances: list[Utterance] = []
-        weight_of: dict[int, float] = {}
-        for i, path in enumerate(paths):
-            part = read_manifest(path)
-            utterances.extend(part)
-            if weights and weights[i] != 1.0:
-                weight_of.update((id(u), float(weights[i])) for u in part)
-        if weight_of:
-            weight_of.update((id(u), 1.0) for u in utterances if id(u) not in weight_of)
-        return utterances, weight_of
+        if lazy:
+            index = ManifestIndex(paths)
+            per_utt = np.asarray(weights, dtype=np.float64)[index.file_of] if weights else None
+            utterances: Sequence[Utterance] = index
+        else:
+            parts = [read_manifest(path) for path in paths]
+            utterances = [u for part in parts for u in part]
+            per_utt = (
+                [float(w) for w, part in zip(weights, parts, strict=True) for _ in part]
+                if weights
+                else None
+            )
+        if per_utt is None or all(w == 1.0 for w in weights):
+            return utterances, None
+        return utterances, [float(w) for w in per_utt]
 
     def _build_data(self) -> None:
         cfg = self.cfg
         if not cfg.data.train_manifests:
             raise TrainingError("data.train_manifests is empty: give at least one manifest")
-        train, weight_of = self._read_weighted(cfg.data.train_manifests, cfg.data.train_weights)
+        train, weights = self._read_weighted(
+            cfg.data.train_manifests, cfg.data.train_weights, cfg.data.lazy_manifests
+        )
         self.dev = read_manifests(cfg.data.dev_manifests) if cfg.data.dev_manifests else []
         if self.resume_state is not None:
             self.tokenizer = CharTokenizer.from_dict(self.resume_state["tokenizer"])
@@ -237,7 +259,7 @@ class Trainer:
             n_mels=self.spec.n_mels, vocab_size=len(self.tokenizer), **asdict(cfg.model)
         )
         self.dims = dims
-        self.train_utts, self.filtered = filter_utterances(
+        kept, self.filtered = filter_utterances(
             train,
             self.tokenizer,
             lambda n: subsampled_lengths(n, dims.conv_kernel, dims.subsampling),
@@ -246,29 +268,36 @@ class Trainer:
             cfg.data.max_duration,
             cfg.data.min_duration,
         )
+        self.train_utts = subset(train, kept)
+        durations = durations_of(self.train_utts)
         dropped = {k: v for k, v in self.filtered.items() if v}
         log.info(
             "training on %d of %d utterances (%.1f h); skipped: %s",
             len(self.train_utts),
             len(train),
-            sum(u.duration for u in self.train_utts) / 3600,
+            sum(durations) / 3600,
             dropped or "none",
         )
         if not self.train_utts:
             raise TrainingError(f"no usable training utterance (skipped: {dropped})")
         if self.spec.normalize == "global" and self.resume_state is None:
             self._compute_global_stats()
+        worker_features = None if self.features_on_device else copy.deepcopy(self.features)
+        folder = cfg.data.feature_cache
         dataset = SpeechDataset(
             self.train_utts,
-            None if self.features_on_device else copy.deepcopy(self.features),
+            worker_features,
             self.tokenizer,
             self.spec.sample_rate,
             augment=cfg.augment.wave,
             seed=cfg.train.seed,
+            cache=FeatureCache(folder, worker_features) if folder and worker_features else None,
         )
+        if folder and cfg.augment.wave.enabled:
+            log.info("data.feature_cache serves the dev set only: waveform augmentation is on")
         self.dataset = dataset
         self.sampler = DurationBatchSampler(
-            [u.duration for u in self.train_utts],
+            durations,
             cfg.data.max_batch_seconds,
             cfg.data.max_batch_size,
             shuffle=True,
@@ -277,7 +306,7 @@ class Trainer:
             num_replicas=self.dist.world_size,
             rank=self.dist.rank,
             pad_multiple=self.dist.world_size * cfg.train.accumulate,
-            weights=[weight_of[id(u)] for u in self.train_utts] if weight_of else None,
+            weights=[weights[i] for i in kept] if weights else None,
         )
         workers = cfg.data.num_workers
         self.loader = DataLoader(
@@ -646,6 +675,9 @@ class Trainer:
             self.device,
             self.cfg.data.max_batch_seconds,
             self.cfg.data.num_workers,
+            cache=FeatureCache(self.cfg.data.feature_cache, self.features)
+            if self.cfg.data.feature_cache
+            else None,
         )
         result = score([u.text for u in self.dev], hyps)
         result.update(step=self.step, epoch=self.epoch)

@@ -151,9 +151,18 @@ class Transcriber:
         """Indices in batches of similar ``lengths`` (seconds), each under ``batch_seconds``."""
         return batches_by_duration(lengths, self.batch_seconds)
 
-    def file_emissions(self, paths: Sequence[str | Path]) -> list[np.ndarray]:
-        """Log-probs [T, V] (float32, valid frames only) of each audio file, in order given."""
-        waves = [load_audio(p, self.sample_rate) for p in paths]
+    def file_emissions(
+        self,
+        paths: Sequence[str | Path],
+        byte_ranges: Sequence[tuple[int, int] | None] | None = None,
+    ) -> list[np.ndarray]:
+        """Log-probs [T, V] (float32, valid frames only) of each audio file, in order given;
+        ``byte_ranges`` for audio inside tar shards (see :func:`asr.audio.load_audio`)."""
+        ranges = byte_ranges if byte_ranges is not None else [None] * len(paths)
+        waves = [
+            load_audio(p, self.sample_rate, byte_range=r)
+            for p, r in zip(paths, ranges, strict=True)
+        ]
         result: list[np.ndarray] = [np.zeros((0, 0), np.float32)] * len(waves)
         for batch in self.batches([w.shape[0] / self.sample_rate for w in waves]):
             log_probs, lengths = self.emissions([waves[i] for i in batch])

@@ -12,6 +12,11 @@ Prints frames/s (input frames) of each, median of the repeats, and the ratio.
 
     python bench/bench_pipeline.py --steps 40 --repeats 3
     python bench/bench_pipeline.py experiment=demo data.num_workers=2
+    # no waveform augmentation, then the same with the feature cache (the stored batches
+    # are read first and fill it, so the pipeline's passes read features from disk)
+    python bench/bench_pipeline.py experiment=real_small augment.wave.speeds=[] \
+        augment.wave.gain_db=0 augment.wave.noise_prob=0 augment.wave.reverb_prob=0 \
+        [data.feature_cache=/tmp/asr-feature-cache]
 """
 
 from __future__ import annotations

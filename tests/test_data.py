@@ -357,7 +357,7 @@ def test_filter_utterances_counts_each_reason():
         "empty_text": 1,
         "too_short_for_text": 2,
     }
-    assert [(u.text, u.duration) for u in kept] == [("ab", 0.01), ("a a", 0.02), ("aa", 0.02)]
+    assert kept == [5, 6, 7]
 
 
 def test_filter_uses_model_output_frames():
@@ -372,4 +372,4 @@ def test_filter_uses_model_output_frames():
         [utt("aa", 0.03), utt("aa", 0.04)], tokenizer, halve, 16000, 160, max_duration=10.0
     )
     assert counts["too_short_for_text"] == 1
-    assert [u.duration for u in kept] == [0.04]
+    assert kept == [1]
