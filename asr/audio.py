@@ -63,14 +63,21 @@ def _open(path: Path, byte_range: tuple[int, int] | None) -> tuple[str | io.Byte
     return io.BytesIO(data), name
 
 
-def audio_info(path: str | Path, byte_range: tuple[int, int] | None = None) -> tuple[float, int]:
+def audio_info(path: str | Path) -> tuple[float, int]:
     """(duration in seconds, native sample rate) read from the header, without decoding."""
-    source, name = _open(_existing_file(path), byte_range)
+    path = _existing_file(path)
+    info = _header(str(path), str(path))
+    return info.frames / info.samplerate, info.samplerate
+
+
+def _header(source: str | io.BytesIO, name: str):
     try:
         info = sf.info(source)
     except Exception as exc:  # soundfile raises several types; all mean "unreadable"
         raise AudioError(f"{name}: cannot read audio header ({_short(exc)})") from None
-    return info.frames / info.samplerate, info.samplerate
+    if isinstance(source, io.BytesIO):
+        source.seek(0)  # for the decoder that reads it next
+    return info
 
 
 def _short(exc: Exception) -> str:
@@ -141,12 +148,7 @@ def load_audio(
     """
     source, name = _open(_existing_file(path), byte_range)
     if expected_seconds is not None and raw is None:
-        try:
-            info = sf.info(source)
-        except Exception as exc:
-            raise AudioError(f"{name}: cannot read audio header ({_short(exc)})") from None
-        if isinstance(source, io.BytesIO):
-            source.seek(0)
+        info = _header(source, name)
         seconds = info.frames / info.samplerate
         if seconds > max(1.2 * expected_seconds, expected_seconds + 1.0):
             raise AudioError(

@@ -24,7 +24,7 @@ class DataConfig:
     max_duration: float = 30.0  # longer training utterances are skipped and counted
     min_duration: float = 0.05
     num_workers: int = 1  # data-loader processes, one torch thread each
-    # read train manifests lazily (asr.manifest.ManifestIndex: ~20 bytes a line, lines
+    # read train manifests lazily (asr.manifest.ManifestIndex: ~26 bytes a line, lines
     # parsed on access) for corpora of millions of utterances
     lazy_manifests: bool = False
     # a folder for log-mel features of clips without waveform augmentation (the dev set,

@@ -11,7 +11,7 @@ Each line is a JSON object with at least::
 member of a tar shard, see :mod:`asr.shards`).
 
 :func:`read_manifest` returns a list; :class:`ManifestIndex` reads manifests of millions of
-lines lazily, holding only each line's position and duration (about 20 bytes a line).
+lines lazily, holding only each line's position and duration (about 26 bytes a line).
 """
 
 from __future__ import annotations
@@ -150,11 +150,11 @@ class ManifestIndex(Sequence[Utterance]):
     """Manifests read lazily: a sequence of :class:`Utterance` parsed from disk on access.
 
     Opening validates every line as :func:`read_manifest` does (same errors), but keeps only
-    numpy columns: which file, byte offset, line number and duration ([N] each, about 20
-    bytes a line against ~800 for an :class:`Utterance`). Python objects for a million lines
+    numpy columns: which file, byte offset, line number and duration ([N] each, about 26
+    bytes a line against ~850 for an :class:`Utterance`). Python objects for a million lines
     would also be copied into every forked data-loader worker as their reference counts
     change; arrays are not. ``index[i]`` re-reads line ``i`` (one seek and one JSON parse,
-    ~10 us); :meth:`select` makes a subset sharing the files.
+    ~13 us); :meth:`select` makes a subset sharing the files.
     """
 
     def __init__(self, paths: Iterable[str | Path], check_files: bool = True):

@@ -226,20 +226,15 @@ class Trainer:
         if any(not (w >= 0) for w in weights) or (weights and not any(weights)):
             raise TrainingError(f"data.train_weights must be >= 0, not all 0: got {weights}")
         if lazy:
-            index = ManifestIndex(paths)
-            per_utt = np.asarray(weights, dtype=np.float64)[index.file_of] if weights else None
-            utterances: Sequence[Utterance] = index
+            utterances: Sequence[Utterance] = ManifestIndex(paths)
+            source = utterances.file_of  # which manifest each utterance came from
         else:
             parts = [read_manifest(path) for path in paths]
             utterances = [u for part in parts for u in part]
-            per_utt = (
-                [float(w) for w, part in zip(weights, parts, strict=True) for _ in part]
-                if weights
-                else None
-            )
-        if per_utt is None or all(w == 1.0 for w in weights):
+            source = np.repeat(np.arange(len(parts)), [len(part) for part in parts])
+        if not weights or all(w == 1.0 for w in weights):
             return utterances, None
-        return utterances, [float(w) for w in per_utt]
+        return utterances, np.asarray(weights, dtype=np.float64)[source].tolist()
 
     def _build_data(self) -> None:
         cfg = self.cfg
