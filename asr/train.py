@@ -275,8 +275,9 @@ class Trainer:
         )
         if not self.train_utts:
             raise TrainingError(f"no usable training utterance (skipped: {dropped})")
+        kept_weights = [weights[i] for i in kept] if weights else None
         if self.spec.normalize == "global" and self.resume_state is None:
-            self._compute_global_stats()
+            self._compute_global_stats(kept_weights)
         worker_features = None if self.features_on_device else copy.deepcopy(self.features)
         folder = cfg.data.feature_cache
         dataset = SpeechDataset(
@@ -301,7 +302,7 @@ class Trainer:
             num_replicas=self.dist.world_size,
             rank=self.dist.rank,
             pad_multiple=self.dist.world_size * cfg.train.accumulate,
-            weights=[weights[i] for i in kept] if weights else None,
+            weights=kept_weights,
         )
         workers = cfg.data.num_workers
         self.loader = DataLoader(
@@ -318,10 +319,21 @@ class Trainer:
             generator=torch.Generator().manual_seed(cfg.train.seed),
         )
 
-    def _compute_global_stats(self) -> None:
+    def _compute_global_stats(self, weights: list[float] | None) -> None:
+        """Per-band mean and std over up to ``data.stats_utterances`` training clips: spread
+        evenly over the corpus or, with sampling weights, drawn in proportion to them (a
+        manifest of weight 0 never counts), not the first clips of the first manifest."""
         stats = RunningStats(self.spec.n_mels)
         raw = LogMel(FeatureSpec(**{**asdict(self.spec), "normalize": "none"}))
-        utts = self.train_utts[: self.cfg.data.stats_utterances]
+        n, count = len(self.train_utts), min(len(self.train_utts), self.cfg.data.stats_utterances)
+        if weights is None:
+            picks = np.unique(np.linspace(0, n - 1, count).round().astype(np.int64))
+        else:
+            p = np.asarray(weights, dtype=np.float64)
+            count = min(count, int(np.count_nonzero(p)))
+            rng = np.random.default_rng(self.cfg.train.seed)
+            picks = np.sort(rng.choice(n, size=count, replace=False, p=p / p.sum()))
+        utts = subset(self.train_utts, picks.tolist())
         for utt in utts:
             wave = SpeechDataset([utt], None, None, self.spec.sample_rate)[0].get("input")
             if wave is not None:

@@ -259,3 +259,31 @@ def test_lazy_weights_and_cache_placement(tiny_corpus, tmp_path):
     cfg.data.feature_placement = "device"
     with pytest.raises(TrainingError, match="feature_cache needs features computed"):
         Trainer(cfg, tmp_path / "device")
+
+
+def test_global_statistics_follow_the_sampling_weights(tiny_corpus, tmp_path):
+    """Global statistics come from the clips training draws: a manifest of weight 0 never
+    counts, and without weights the clips are spread over all manifests, not the first."""
+    quiet = tmp_path / "quiet"
+    quiet.mkdir()
+    rows = []
+    for utt in read_manifest(tiny_corpus / "train.jsonl"):
+        wave, rate = sf.read(utt.audio_filepath, dtype="float32")
+        path = quiet / Path(utt.audio_filepath).name
+        sf.write(path, wave / 4, rate)  # power / 16: log-mel lower by ln 16 (silence stays)
+        rows.append({"audio_filepath": str(path), "duration": utt.duration, "text": utt.text})
+    from asr.manifest import write_manifest
+
+    write_manifest(quiet / "train.jsonl", rows)
+    two = f"[{tiny_corpus / 'train.jsonl'},{quiet / 'train.jsonl'}]"
+
+    def mean_level(name: str, **extra) -> float:
+        overrides = {"features.normalize": "global", "data.train_manifests": two, **extra}
+        trainer = Trainer(compose_train(tiny_overrides(tiny_corpus, **overrides)), tmp_path / name)
+        return float(trainer.features.mean.mean())
+
+    loud = mean_level("loud", **{"data.train_weights": "[1.0,0.0]"})
+    soft = mean_level("soft", **{"data.train_weights": "[0.0,1.0]"})
+    assert 1.0 < loud - soft <= np.log(16) + 1e-3  # floored silent frames do not move
+    both = mean_level("both", **{"data.stats_utterances": 2})  # the first and the last clip
+    assert soft + 0.5 < both < loud - 0.5
