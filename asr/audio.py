@@ -55,9 +55,12 @@ def _open(path: Path, byte_range: tuple[int, int] | None) -> tuple[str | io.Byte
         return str(path), str(path)
     offset, size = byte_range
     name = f"{path} (bytes {offset}..{offset + size})"
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        data = handle.read(size)
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read(size)
+    except OSError as exc:  # EIO on a network mount must not end a run: the batch skips it
+        raise AudioError(f"{name}: cannot read ({exc.strerror or exc})") from None
     if len(data) != size:
         raise AudioError(f"{name}: file ends after {len(data)} of {size} bytes")
     return io.BytesIO(data), name

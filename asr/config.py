@@ -28,7 +28,8 @@ class DataConfig:
     # parsed on access) for corpora of millions of utterances
     lazy_manifests: bool = False
     # a folder for log-mel features of clips without waveform augmentation (the dev set,
-    # or all when augment.wave is off): written in the first epoch, read after ("": off)
+    # or all when augment.wave is off): written in the first epoch, read after ("": off);
+    # features computed in the workers only (not with feature_placement=device)
     feature_cache: str = ""
     sorted_first_epoch: bool = True
     # where log-mel is computed: "auto" (per clip in workers on CPU, batched on a GPU),

@@ -118,7 +118,10 @@ class SpeechDataset(Dataset):
             source = self.utterances[int(other)]
             try:
                 voice = load_audio(
-                    source.audio_filepath, self.sample_rate, byte_range=source.byte_range
+                    source.audio_filepath,
+                    self.sample_rate,
+                    byte_range=source.byte_range,
+                    expected_seconds=source.duration,
                 ).numpy()
             except AudioError:
                 continue

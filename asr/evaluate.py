@@ -135,7 +135,10 @@ def utterance_ids(utterances: Sequence[Utterance]) -> list[str]:
     stems = [u.extra.get("shard_key") or Path(u.audio_filepath).stem for u in utterances]
     if len(set(stems)) == len(stems):
         return stems
-    return [u.audio_filepath for u in utterances]
+    return [
+        u.audio_filepath if u.byte_range is None else f"{u.audio_filepath}@{u.byte_range[0]}"
+        for u in utterances
+    ]
 
 
 def utterance_rows(utterances: Sequence[Utterance], report: ErrorReport) -> list[dict]:

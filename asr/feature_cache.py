@@ -8,7 +8,7 @@ writes each clip's features (the :class:`~asr.features.LogMel` output, normalise
 Only clips without waveform augmentation are cached: speed, noise and reverberation draw
 anew every epoch, so their features never repeat (SpecAugment, applied on the batch, still
 works with the cache). An entry's name is a hash of the audio file's path, byte range,
-size and modification time and of everything that shapes the features (the settings and
+size, inode and change times and of everything that shapes the features (the settings and
 the normalisation statistics), so a changed file or setting never reads a stale entry.
 """
 
@@ -27,10 +27,16 @@ import torch
 from asr.features import LogMel
 from asr.manifest import Utterance
 
+# Bump when asr.features computes different values for the same settings: old entries
+# then sit under another tag and are never read.
+FEATURES_VERSION = 1
+
 
 def features_tag(features: LogMel) -> str:
-    """A digest of the feature settings and statistics: entries of other settings differ."""
-    digest = hashlib.sha1(json.dumps(asdict(features.spec), sort_keys=True).encode())
+    """A digest of the feature code's version, the settings and the statistics: entries of
+    other settings differ."""
+    settings = {"version": FEATURES_VERSION, **asdict(features.spec)}
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
     for buffer in (features.mean, features.std):
         digest.update(buffer.detach().cpu().float().numpy().tobytes())
     return digest.hexdigest()[:12]
@@ -55,17 +61,18 @@ class FeatureCache:
         return self._root
 
     def path(self, utt: Utterance) -> Path:
-        stat = os.stat(utt.audio_filepath)
-        key = f"{os.path.abspath(utt.audio_filepath)}|{utt.byte_range}|{stat.st_size}|"
-        name = hashlib.sha1(f"{key}{stat.st_mtime_ns}".encode()).hexdigest()
+        st = os.stat(utt.audio_filepath)
+        key = f"{os.path.abspath(utt.audio_filepath)}|{utt.byte_range}|{st.st_size}|{st.st_ino}|"
+        name = hashlib.sha1(f"{key}{st.st_mtime_ns}|{st.st_ctime_ns}".encode()).hexdigest()
         return self.root / name[:2] / f"{name}.npy"
 
     def load(self, utt: Utterance) -> torch.Tensor | None:
         """The cached features [T, n_mels], or None (absent, or unreadable: recomputed)."""
         try:
-            path = self.path(utt)
-            data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
+            data = np.load(self.path(utt), allow_pickle=False)
+        except (OSError, ValueError, EOFError):  # EOFError: an empty file after a crash
+            data = None
+        if data is None or data.ndim != 2 or data.shape[1] != self.features.spec.n_mels:
             self.misses += 1
             return None
         self.hits += 1
@@ -74,9 +81,9 @@ class FeatureCache:
     def save(self, utt: Utterance, feats: torch.Tensor) -> None:
         """Store ``feats`` [T, n_mels]; a crash or a racing worker never leaves a torn file."""
         path = self.path(utt)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as handle:
                 np.save(handle, feats.detach().cpu().float().numpy(), allow_pickle=False)
             os.replace(tmp, path)

@@ -160,6 +160,7 @@ class ManifestIndex(Sequence[Utterance]):
     def __init__(self, paths: Iterable[str | Path], check_files: bool = True):
         self.files: list[Path] = []
         self.folders: list[Path] = []  # resolved once: relative audio paths start there
+        self._stamps: list[tuple[int, int, int]] = []  # a replaced file must not be misread
         # array.array while scanning: a list of a million tuples would cost ~150 MB
         file_of, offsets, lines, durations = (array(code) for code in "iqid")
         for path in paths:
@@ -168,6 +169,7 @@ class ManifestIndex(Sequence[Utterance]):
                 raise ManifestError(f"{path}: manifest not found")
             self.files.append(path)
             self.folders.append(path.resolve().parent)
+            self._stamps.append(_stamp(path))
             folder, offset, before = self.folders[-1], 0, len(offsets)
             with open(path, "rb") as handle:
                 for number, raw in enumerate(handle, start=1):
@@ -190,7 +192,7 @@ class ManifestIndex(Sequence[Utterance]):
     @classmethod
     def _from_columns(cls, parent: ManifestIndex, rows: np.ndarray) -> ManifestIndex:
         new = cls.__new__(cls)
-        new.files, new.folders = parent.files, parent.folders
+        new.files, new.folders, new._stamps = parent.files, parent.folders, parent._stamps
         new.file_of = parent.file_of[rows]
         new.offsets = parent.offsets[rows]
         new.lines = parent.lines[rows]
@@ -199,8 +201,11 @@ class ManifestIndex(Sequence[Utterance]):
         return new
 
     def select(self, indices: Sequence[int] | np.ndarray) -> ManifestIndex:
-        """The utterances at ``indices``, in that order."""
-        return self._from_columns(self, np.asarray(indices, dtype=np.int64))
+        """The utterances at ``indices`` (integers, not a mask), in that order."""
+        rows = np.asarray(indices)
+        if rows.dtype == bool:
+            raise TypeError("ManifestIndex.select takes indices, not a boolean mask")
+        return self._from_columns(self, rows.astype(np.int64))
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -208,33 +213,36 @@ class ManifestIndex(Sequence[Utterance]):
     def __getitem__(self, index):  # int -> Utterance; slice -> ManifestIndex
         if isinstance(index, slice):
             return self.select(np.arange(len(self))[index])
-        index = int(index)
+        asked = index = int(index)
         if index < 0:
             index += len(self)
         if not 0 <= index < len(self):
-            raise IndexError(f"utterance {index} of {len(self)}")
+            raise IndexError(f"utterance {asked} of {len(self)}")
         number = int(self.file_of[index])
         handle = self._handle(number)
         handle.seek(int(self.offsets[index]))
         path = self.files[number]
         where = f"{path}:{int(self.lines[index])}"
-        # the line was validated when the index was built; a changed file shows up here
+        # the line was validated when the index was built, and the file is unchanged
         return _parse_line(handle.readline(), where, self.folders[number], check_files=False)
 
     def _handle(self, number: int):
         if self._pid != os.getpid():  # a forked worker: never share the parent's file offset
             self._handles, self._pid = {}, os.getpid()
         if number not in self._handles:
-            self._handles[number] = open(self.files[number], "rb")  # noqa: SIM115
+            path = self.files[number]
+            if _stamp(path) != self._stamps[number]:  # offsets into another file's lines
+                raise ManifestError(f"{path}: manifest changed since it was indexed")
+            self._handles[number] = open(path, "rb")  # noqa: SIM115
         return self._handles[number]
 
     def __getstate__(self) -> dict:  # spawned workers: open their own files
         return {**self.__dict__, "_handles": {}}
 
-    def close(self) -> None:
-        for handle in self._handles.values():
-            handle.close()
-        self._handles = {}
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def write_manifest(path: str | Path, entries: Iterable[dict | Utterance]) -> int:

@@ -38,15 +38,12 @@ def shard_key(number: int, audio_path: str) -> str:
 
 def _audio_bytes(utt: Utterance) -> bytes:
     with open(utt.audio_filepath, "rb") as handle:
-        if utt.byte_range is None:
-            return handle.read()
-        offset, size = utt.byte_range
-        handle.seek(offset)
-        return handle.read(size)
+        return handle.read()
 
 
 def _row(utt: Utterance) -> dict:
     extra = {k: v for k, v in utt.extra.items() if k not in ("audio_offset", "audio_size")}
+    extra.pop("shard_key", None)
     return {"duration": utt.duration, "text": utt.text, **extra}
 
 
@@ -61,7 +58,7 @@ def _groups(utterances: Sequence[Utterance], max_bytes: int) -> Iterator[list[in
     group: list[int] = []
     size = 0
     for i, utt in enumerate(utterances):
-        length = utt.byte_range[1] if utt.byte_range else Path(utt.audio_filepath).stat().st_size
+        length = Path(utt.audio_filepath).stat().st_size
         if group and size + length > max_bytes:
             yield group
             group, size = [], 0
@@ -83,6 +80,17 @@ def write_shards(
     first if the shards will be streamed sequentially). Returns the manifest's path.
     """
     out_dir = Path(out_dir)
+    if not utterances:
+        raise ManifestError(f"{out_dir}: no utterances to shard")
+    for utt in utterances:
+        # Rewriting shards while reading them would pair one clip's text with another's
+        # audio; shard the original manifest instead.
+        if utt.byte_range is not None or Path(utt.audio_filepath).resolve().is_relative_to(
+            out_dir.resolve()
+        ):
+            raise ManifestError(
+                f"{utt.origin}: {utt.audio_filepath} is already in a shard or inside {out_dir}"
+            )
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     for number, group in enumerate(_groups(utterances, max_bytes)):
@@ -118,7 +126,9 @@ def write_shards(
 
 def shard_manifest(manifest: str | Path, out_dir: str | Path, max_mb: float = 1024) -> Path:
     """``asr-prepare shards``: read and check ``manifest``, then :func:`write_shards`."""
-    utterances = read_manifest(manifest)
     if max_mb <= 0:
         raise ManifestError(f"shard size must be positive, got {max_mb} MB")
+    utterances = read_manifest(manifest)
+    if (Path(out_dir) / Path(manifest).name).resolve() == Path(manifest).resolve():
+        raise ManifestError(f"{manifest}: the shards' manifest would overwrite it (another folder)")
     return write_shards(utterances, out_dir, Path(manifest).name, max_bytes=int(max_mb * 2**20))

@@ -171,8 +171,11 @@ class Trainer:
                 "data.feature_cache needs features computed in the data-loader workers: "
                 "set data.feature_placement=auto or workers"
             )
+        # The cache needs features computed in the workers; it can serve training only
+        # without waveform augmentation, so only then does it outweigh batched GPU features.
+        caches_training = bool(cfg.data.feature_cache) and not cfg.augment.wave.enabled
         self.features_on_device = placement == "device" or (
-            placement == "auto" and self.device.type == "cuda" and not cfg.data.feature_cache
+            placement == "auto" and self.device.type == "cuda" and not caches_training
         )
         self.resume_state = self._find_resume_state()
         self._build_data()
@@ -276,6 +279,11 @@ class Trainer:
         if not self.train_utts:
             raise TrainingError(f"no usable training utterance (skipped: {dropped})")
         kept_weights = [weights[i] for i in kept] if weights else None
+        if kept_weights is not None and not any(kept_weights):
+            raise TrainingError(
+                "every utterance of the manifests with a data.train_weights above 0 was "
+                f"skipped (skipped: {dropped})"
+            )
         if self.spec.normalize == "global" and self.resume_state is None:
             self._compute_global_stats(kept_weights)
         worker_features = None if self.features_on_device else copy.deepcopy(self.features)
@@ -289,7 +297,9 @@ class Trainer:
             seed=cfg.train.seed,
             cache=FeatureCache(folder, worker_features) if folder and worker_features else None,
         )
-        if folder and cfg.augment.wave.enabled:
+        if folder and self.features_on_device:
+            log.info("data.feature_cache is not used: features are computed on %s", self.device)
+        elif folder and cfg.augment.wave.enabled:
             log.info("data.feature_cache serves the dev set only: waveform augmentation is on")
         self.dataset = dataset
         self.sampler = DurationBatchSampler(
@@ -321,8 +331,9 @@ class Trainer:
 
     def _compute_global_stats(self, weights: list[float] | None) -> None:
         """Per-band mean and std over up to ``data.stats_utterances`` training clips: spread
-        evenly over the corpus or, with sampling weights, drawn in proportion to them (a
-        manifest of weight 0 never counts), not the first clips of the first manifest."""
+        evenly over the corpus or, with sampling weights, drawn without replacement with
+        probability in proportion to them (a manifest of weight 0 never counts); not the
+        first clips of the first manifest."""
         stats = RunningStats(self.spec.n_mels)
         raw = LogMel(FeatureSpec(**{**asdict(self.spec), "normalize": "none"}))
         n, count = len(self.train_utts), min(len(self.train_utts), self.cfg.data.stats_utterances)

@@ -28,7 +28,7 @@ from asr.manifest import (
     subset,
 )
 from asr.prepare import main as prepare_main
-from asr.shards import write_shards
+from asr.shards import shard_manifest, write_shards
 from asr.train import Trainer, TrainingError, train
 
 
@@ -76,10 +76,11 @@ def test_manifest_index_reads_what_read_manifests_reads(two_manifests, tmp_path)
 def test_manifest_index_after_fork_reads_its_own_file_offsets(two_manifests):
     lazy = ManifestIndex(two_manifests)
     assert lazy[6].text == "line 6"  # the parent's handle now sits at the end
+    parent_handle = lazy._handle(1)
     pid = os.fork()
     if pid == 0:  # the child reads out of order while the parent does too
         ok = [lazy[i].text for i in (4, 0, 5)] == ["line 4", "line 0", "line 5"]
-        os._exit(0 if ok else 1)
+        os._exit(0 if ok and lazy._handle(1) is not parent_handle else 1)
     texts = [lazy[i].text for i in (1, 4)]
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
@@ -98,6 +99,14 @@ def test_manifest_index_gives_read_manifests_errors(two_manifests, tmp_path):
         ManifestIndex([empty])
     with pytest.raises(ManifestError, match="manifest not found"):
         ManifestIndex([tmp_path / "absent.jsonl"])
+    with pytest.raises(TypeError, match="boolean mask"):
+        ManifestIndex(two_manifests).select(np.ones(7, dtype=bool))
+    # A manifest replaced after indexing is refused, not read at stale offsets.
+    lazy = ManifestIndex(two_manifests)
+    two_manifests[1].write_text(two_manifests[1].read_text().replace("line", "LINE"))
+    assert lazy[0].text == "line 0"
+    with pytest.raises(ManifestError, match=f"{two_manifests[1]}: manifest changed"):
+        lazy[5]
 
 
 @pytest.mark.parametrize(
@@ -157,6 +166,11 @@ def test_shards_hold_the_audio_unchanged_in_webdataset_layout(tiny_corpus, tmp_p
         row = json.load(tar.extractfile(names[1]))
     assert names[0].endswith(".flac") and names[1] == names[0].rsplit(".", 1)[0] + ".json"
     assert row["text"] == utts[0].text
+    # Shards are never rewritten from shards, nor over the manifest they come from.
+    with pytest.raises(ManifestError, match="already in a shard"):
+        write_shards(sharded, tmp_path / "again")
+    with pytest.raises(ManifestError, match="would overwrite it"):
+        shard_manifest(manifest, manifest.parent)
     # A clip read from its shard gives the same features as the loose file.
     spec = LogMel(FeatureSpec())
     loose = SpeechDataset(utts, spec)
@@ -178,6 +192,10 @@ def test_prepare_shards_command(tiny_corpus, tmp_path, capsys):
 
 def test_feature_cache_writes_then_serves_the_same_features(tiny_corpus, tmp_path):
     utts = read_manifest(tiny_corpus / "train.jsonl")
+    for utt in utts:  # private copies: the test touches a file, the corpus is shared
+        copy = tmp_path / Path(utt.audio_filepath).name
+        copy.write_bytes(Path(utt.audio_filepath).read_bytes())
+        utt.audio_filepath = str(copy)
     features = LogMel(FeatureSpec())
     cache = FeatureCache(tmp_path / "cache", features)
     plain = SpeechDataset(utts, features)
@@ -192,8 +210,9 @@ def test_feature_cache_writes_then_serves_the_same_features(tiny_corpus, tmp_pat
         assert torch.equal(first[i], expected) and torch.equal(second[i], expected)
     # A damaged entry is recomputed, a touched audio file misses, other settings or
     # statistics use another folder.
-    cache.path(utts[0]).write_bytes(b"not numpy")
-    assert torch.equal(cached[0]["input"], first[0])
+    for damage in (b"not numpy", b""):  # b"": a rename that outran its data in a crash
+        cache.path(utts[0]).write_bytes(damage)
+        assert torch.equal(cached[0]["input"], first[0])
     os.utime(utts[1].audio_filepath, ns=(1, 1))
     before = cache.misses
     cached[1]
