@@ -69,18 +69,11 @@ def _open(path: Path, byte_range: tuple[int, int] | None) -> tuple[str | io.Byte
 def audio_info(path: str | Path) -> tuple[float, int]:
     """(duration in seconds, native sample rate) read from the header, without decoding."""
     path = _existing_file(path)
-    info = _header(str(path), str(path))
-    return info.frames / info.samplerate, info.samplerate
-
-
-def _header(source: str | io.BytesIO, name: str):
     try:
-        info = sf.info(source)
+        info = sf.info(str(path))
     except Exception as exc:  # soundfile raises several types; all mean "unreadable"
-        raise AudioError(f"{name}: cannot read audio header ({_short(exc)})") from None
-    if isinstance(source, io.BytesIO):
-        source.seek(0)  # for the decoder that reads it next
-    return info
+        raise AudioError(f"{path}: cannot read audio header ({_short(exc)})") from None
+    return info.frames / info.samplerate, info.samplerate
 
 
 def _short(exc: Exception) -> str:
@@ -101,12 +94,12 @@ def soundfile_kwargs(raw: RawFormat | None) -> dict:
     )
 
 
-def _read(source: str | io.BytesIO, name: str, raw: RawFormat | None) -> tuple[np.ndarray, int]:
+def open_sound(source: str | io.BytesIO, name: str, raw: RawFormat | None) -> sf.SoundFile:
+    """An open soundfile handle on ``source`` (its header read); AudioError naming ``name``."""
     try:
-        data, rate = sf.read(source, dtype="float32", always_2d=True, **soundfile_kwargs(raw))
-    except Exception as exc:
+        return sf.SoundFile(source, **soundfile_kwargs(raw))
+    except Exception as exc:  # soundfile raises several types; all mean "unreadable"
         raise AudioError(f"{name}: cannot decode audio ({_short(exc)})") from None
-    return data, rate
 
 
 def finite_mono(data: np.ndarray, path: Path | str) -> np.ndarray:
@@ -150,14 +143,18 @@ def load_audio(
     trust the manifest, and a mislabelled hour-long file could exhaust memory.
     """
     source, name = _open(_existing_file(path), byte_range)
-    if expected_seconds is not None and raw is None:
-        info = _header(source, name)
-        seconds = info.frames / info.samplerate
-        if seconds > max(1.2 * expected_seconds, expected_seconds + 1.0):
+    with open_sound(source, name, raw) as handle:  # one open: header check, then decoding
+        rate, seconds = handle.samplerate, handle.frames / handle.samplerate
+        if expected_seconds is not None and seconds > max(
+            1.2 * expected_seconds, expected_seconds + 1.0
+        ):
             raise AudioError(
                 f"{name}: audio is {seconds:.1f} s but the manifest says {expected_seconds:.1f} s"
             )
-    data, rate = _read(source, name, raw)
+        try:
+            data = handle.read(dtype="float32", always_2d=True)
+        except Exception as exc:
+            raise AudioError(f"{name}: cannot decode audio ({_short(exc)})") from None
     if data.shape[0] == 0:
         raise AudioError(f"{name}: contains no audio samples")
     wave = torch.from_numpy(finite_mono(data, name))

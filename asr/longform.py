@@ -16,17 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import soxr
 
-from asr.audio import (
-    AudioError,
-    RawFormat,
-    _existing_file,
-    _short,
-    finite_mono,
-    soundfile_kwargs,
-)
+from asr.audio import AudioError, RawFormat, _existing_file, _short, finite_mono, open_sound
 from asr.decoding import Word
 
 # Energy VAD frames: 25 ms windows every 10 ms, smoothed over 0.2 s so that a cut lands in
@@ -89,11 +81,7 @@ def stream_audio(
     is raised when reached).
     """
     path = _existing_file(path)
-    try:
-        handle = sf.SoundFile(str(path), **soundfile_kwargs(raw))
-    except Exception as exc:
-        raise AudioError(f"{path}: cannot decode audio ({_short(exc)})") from None
-    with handle:
+    with open_sound(str(path), str(path), raw) as handle:
         rate = handle.samplerate
         step = max(1, int(block_seconds * rate))
         stream = None if rate == sample_rate else soxr.ResampleStream(rate, sample_rate, 1)

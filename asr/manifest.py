@@ -20,7 +20,7 @@ import json
 import math
 import os
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,25 +103,30 @@ def _parse_line(raw: bytes, where: str, folder: Path, check_files: bool) -> Utte
     return Utterance(str(path), float(duration), text, extra, where)
 
 
+def _parsed_lines(path: Path, check_files: bool) -> Iterator[tuple[int, int, Utterance]]:
+    """(byte offset, line number, utterance) of each non-blank line of ``path``, checked;
+    ManifestError for a missing or empty manifest or the first bad line."""
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    folder = path.resolve().parent
+    offset, found = 0, False
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if raw.strip():
+                found = True
+                yield offset, number, _parse_line(raw, f"{path}:{number}", folder, check_files)
+            offset += len(raw)
+    if not found:
+        raise ManifestError(f"{path}: manifest has no utterances")
+
+
 def read_manifest(path: str | Path, check_files: bool = True) -> list[Utterance]:
     """Read and validate a JSONL manifest.
 
     Blank lines are ignored. The first bad line raises :class:`ManifestError` with
     ``file:line`` and the problem. With ``check_files`` every audio path must exist.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ManifestError(f"{path}: manifest not found")
-    folder = path.resolve().parent
-    utterances = []
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            utterances.append(_parse_line(raw, f"{path}:{number}", folder, check_files))
-    if not utterances:
-        raise ManifestError(f"{path}: manifest has no utterances")
-    return utterances
+    return [utt for _, _, utt in _parsed_lines(Path(path).expanduser(), check_files)]
 
 
 def read_manifests(paths: Iterable[str | Path], check_files: bool = True) -> list[Utterance]:
@@ -165,23 +170,14 @@ class ManifestIndex(Sequence[Utterance]):
         file_of, offsets, lines, durations = (array(code) for code in "iqid")
         for path in paths:
             path = Path(path).expanduser()
-            if not path.is_file():
-                raise ManifestError(f"{path}: manifest not found")
+            for offset, number, utt in _parsed_lines(path, check_files):
+                file_of.append(len(self.files))
+                offsets.append(offset)
+                lines.append(number)
+                durations.append(utt.duration)
             self.files.append(path)
             self.folders.append(path.resolve().parent)
             self._stamps.append(_stamp(path))
-            folder, offset, before = self.folders[-1], 0, len(offsets)
-            with open(path, "rb") as handle:
-                for number, raw in enumerate(handle, start=1):
-                    if raw.strip():
-                        utt = _parse_line(raw, f"{path}:{number}", folder, check_files)
-                        file_of.append(len(self.files) - 1)
-                        offsets.append(offset)
-                        lines.append(number)
-                        durations.append(utt.duration)
-                    offset += len(raw)
-            if len(offsets) == before:
-                raise ManifestError(f"{path}: manifest has no utterances")
         self.file_of = np.frombuffer(file_of, dtype=np.int32).copy()
         self.offsets = np.frombuffer(offsets, dtype=np.int64).copy()
         self.lines = np.frombuffer(lines, dtype=np.int32).copy()

@@ -42,8 +42,8 @@ def _audio_bytes(utt: Utterance) -> bytes:
 
 
 def _row(utt: Utterance) -> dict:
-    extra = {k: v for k, v in utt.extra.items() if k not in ("audio_offset", "audio_size")}
-    extra.pop("shard_key", None)
+    """The manifest row a shard's ``.json`` member keeps (sources are never shards)."""
+    extra = {k: v for k, v in utt.extra.items() if k != "shard_key"}  # ours comes first
     return {"duration": utt.duration, "text": utt.text, **extra}
 
 
@@ -82,12 +82,11 @@ def write_shards(
     out_dir = Path(out_dir)
     if not utterances:
         raise ManifestError(f"{out_dir}: no utterances to shard")
+    target = out_dir.resolve()
     for utt in utterances:
         # Rewriting shards while reading them would pair one clip's text with another's
         # audio; shard the original manifest instead.
-        if utt.byte_range is not None or Path(utt.audio_filepath).resolve().is_relative_to(
-            out_dir.resolve()
-        ):
+        if utt.byte_range is not None or Path(utt.audio_filepath).resolve().is_relative_to(target):
             raise ManifestError(
                 f"{utt.origin}: {utt.audio_filepath} is already in a shard or inside {out_dir}"
             )
