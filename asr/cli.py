@@ -16,7 +16,8 @@
 - ``asr-prepare``      manifests from LibriSpeech (``--download`` fetches parts), a folder
   of audio with ``.txt`` transcripts, or a TSV
 - ``asr-demo-corpus``  generates the synthetic espeak-ng demo corpus (cached);
-  ``--read FILE -n N`` instead: espeak-ng voices read N random lines of FILE (training data)
+  ``--read FILE -n N`` instead: espeak-ng voices (``--engine flite``: Flite's) read N random
+  lines of FILE (training data)
 
 The configs ship inside the package (``asr.conf``), so Hydra finds them through
 ``pkg://asr.conf`` from an editable and from a regular install alike.
@@ -386,18 +387,25 @@ def demo_corpus_main(argv: list[str] | None = None) -> None:
         "--read",
         metavar="TEXT_FILE",
         default="",
-        help="instead: espeak-ng voices read N random lines of this file (.gz ok)",
+        help="instead: synthetic voices read N random lines of this file (.gz ok)",
     )
     parser.add_argument("-n", type=int, default=3000, help="with --read: how many sentences")
+    parser.add_argument(
+        "--engine",
+        choices=("espeak", "flite"),
+        default="espeak",
+        help="with --read: espeak-ng's 192 voices, or Flite's 4 (needs the flite program)",
+    )
     args = parser.parse_args(argv)
-    from asr.demo import build_demo_corpus, build_reading_corpus, default_demo_dir
+    from asr.demo import build_demo_corpus, default_demo_dir
+    from asr.reading import build_flite_corpus, build_reading_corpus
     from asr.synth import SynthError
 
     try:
         if args.read:
+            build = build_flite_corpus if args.engine == "flite" else build_reading_corpus
             out_dir = args.out or None
-            manifest = build_reading_corpus(args.read, args.n, out_dir, args.seed, args.workers)
-            paths = {"train": manifest}
+            paths = {"train": build(args.read, args.n, out_dir, args.seed, args.workers)}
         else:
             out = args.out or default_demo_dir(args.seed)
             paths = build_demo_corpus(out, seed=args.seed, workers=args.workers)

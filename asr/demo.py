@@ -26,6 +26,7 @@ import random
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,19 +281,20 @@ def _render(job: _Job) -> dict:
     return entry
 
 
-def _render_all(jobs: list[_Job], workers: int) -> list[dict]:
+def _render_all(jobs: list, workers: int, render: Callable[..., dict] = _render) -> list[dict]:
+    """``render(job)`` for every job, in order, in ``workers`` spawned processes."""
     if workers <= 1 or len(jobs) < 2:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny convolutions: extra threads only add overhead
         try:
-            return [_render(job) for job in jobs]
+            return [render(job) for job in jobs]
         finally:
             torch.set_num_threads(threads)
     # spawn, not fork: a forked torch/OpenMP runtime can hang, and each worker then
     # initialises its own libespeak-ng (which has global state).
     context = multiprocessing.get_context("spawn")
     with context.Pool(min(workers, len(jobs)), initializer=_init_worker) as pool:
-        return list(pool.imap(_render, jobs, chunksize=16))
+        return list(pool.imap(render, jobs, chunksize=16))
 
 
 # --- the corpus folder -------------------------------------------------------------------
@@ -372,65 +374,3 @@ def build_demo_corpus(
     }
     atomic_write_text(out / "corpus.json", json.dumps(info, indent=2) + "\n")  # last: marks done
     return manifests
-
-
-# --- reading a text corpus aloud -----------------------------------------------------------
-READ_VERSION = 1
-
-
-def read_sentences(
-    text_file: str | Path, n: int, seed: int, min_words: int = 3, max_words: int = 20
-) -> list[str]:
-    """``n`` distinct random lines of ``text_file`` (gzip or plain) with a usable length."""
-    import gzip
-
-    opener = gzip.open if str(text_file).endswith(".gz") else open
-    with opener(text_file, "rt", encoding="utf-8") as handle:
-        lines = [line.strip() for line in handle]
-    pool = sorted({line for line in lines if min_words <= len(line.split()) <= max_words})
-    if len(pool) < n:
-        raise ValueError(
-            f"{text_file}: only {len(pool)} lines of {min_words}-{max_words} words, {n} asked"
-        )
-    return random.Random(f"read-{seed}").sample(pool, n)
-
-
-def default_reading_dir(n: int, seed: int = 0) -> Path:
-    return default_cache_dir() / f"read-v{READ_VERSION}-seed{seed}-n{n}"
-
-
-def build_reading_corpus(
-    text_file: str | Path,
-    n: int,
-    out_dir: str | Path | None = None,
-    seed: int = 0,
-    workers: int = 2,
-) -> Path:
-    """``n`` sentences of ``text_file`` read by every demo voice in turn -> ``train.jsonl``.
-
-    Extra speaker variety for training on real speech. All 192 voices are used (none is
-    held out: real dev sets judge this data). Cached and reused like the demo corpus.
-    """
-    out = Path(out_dir) if out_dir is not None else default_reading_dir(n, seed)
-    params = {"version": READ_VERSION, "seed": seed, "n": n, "text_file": Path(text_file).name}
-    manifest = out / "train.jsonl"
-    if _is_complete(out, params, {"train": manifest}):
-        return manifest
-    (out / "corpus.json").unlink(missing_ok=True)
-    rng = random.Random(seed)
-    voices = [f"{lg}+{v}" for lg in LANGUAGES for v in VARIANTS]
-    rng.shuffle(voices)
-    jobs = [
-        _Job(
-            split="read", path=str(out.resolve() / "audio" / f"read-{i:06d}.flac"), text=text,
-            voice=voices[i % len(voices)], rate=rng.randint(*RATE_WPM), pitch=rng.randint(*PITCH),
-            pitch_range=rng.randint(*PITCH_RANGE), peak=round(rng.uniform(*PEAK), 3),
-            strict_words=False,
-        )
-        for i, text in enumerate(read_sentences(text_file, n, seed))
-    ]  # fmt: skip
-    started = time.monotonic()
-    write_manifest(manifest, _render_all(jobs, workers))
-    info = {**params, "seconds_to_build": round(time.monotonic() - started, 1)}
-    atomic_write_text(out / "corpus.json", json.dumps(info, indent=2) + "\n")
-    return manifest

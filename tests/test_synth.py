@@ -199,7 +199,7 @@ def test_parallel_build_matches_serial(tmp_path):
 def test_reading_corpus_reads_lines_with_many_voices(tmp_path):
     import gzip
 
-    from asr.demo import build_reading_corpus, read_sentences
+    from asr.reading import build_reading_corpus, read_sentences
 
     text = tmp_path / "lines.txt.gz"
     lines = ["the cat sat on the mat", "a b", "it was twenty one years ago", "one two three four"]

@@ -1,0 +1,98 @@
+"""Flite synthesis and the Flite reading corpus (synthetic training speech)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import librosa
+import numpy as np
+import pytest
+
+from asr.audio import load_audio
+from asr.flite import VOICES, Flite, flite_program
+from asr.manifest import read_manifest
+from asr.reading import build_flite_corpus, read_sentences
+from asr.synth import SynthError
+
+SENTENCE = "author of the danger trail philip steels"
+
+
+@pytest.fixture(scope="module")
+def flite() -> Flite:
+    try:
+        flite_program()
+    except SynthError as exc:
+        pytest.skip(str(exc))  # .ci/run installs it; a bare developer machine may not have it
+    return Flite()
+
+
+def _median_f0(audio: np.ndarray, rate: int) -> float:
+    f0, _, _ = librosa.pyin(audio, fmin=60, fmax=400, sr=rate, frame_length=1024)
+    return float(np.nanmedian(f0))
+
+
+def test_every_voice_speaks_at_16k(flite):
+    for voice in VOICES:
+        result = flite.synthesize(SENTENCE, voice)
+        assert result.sample_rate == 16000
+        assert result.audio.dtype == np.float32 and result.audio.ndim == 1
+        assert 1.0 < result.duration < 6.0, voice  # seven words
+        assert np.sqrt(np.mean(result.audio**2)) > 0.01, voice  # not silence
+
+
+def test_stretch_and_pitch_follow_the_settings(flite):
+    plain = flite.synthesize(SENTENCE, "slt")
+    slow = flite.synthesize(SENTENCE, "slt", stretch=1.3)
+    assert 1.2 < slow.duration / plain.duration < 1.4
+    low = flite.synthesize(SENTENCE, "slt", f0_mean=130.0)
+    high = flite.synthesize(SENTENCE, "slt", f0_mean=220.0)
+    assert _median_f0(high.audio, 16000) > 1.4 * _median_f0(low.audio, 16000)
+
+
+def test_bad_settings_and_missing_program_are_one_line_errors(flite, monkeypatch):
+    with pytest.raises(SynthError, match="unknown flite voice 'kal'"):
+        flite.synthesize(SENTENCE, "kal")
+    with pytest.raises(SynthError, match="stretch must be"):
+        flite.synthesize(SENTENCE, "slt", stretch=3.0)
+    with pytest.raises(SynthError, match="f0_mean must be"):
+        flite.synthesize(SENTENCE, "slt", f0_mean=20.0)
+    # a text starting with "-" is spoken, not taken for an option
+    assert flite.synthesize("-- well then", "rms").duration > 0.3
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(SynthError, match="apt-get install flite"):
+        flite.synthesize(SENTENCE, "slt")
+
+
+def test_flite_corpus_reads_other_sentences_with_every_voice(flite, tmp_path):
+    text = tmp_path / "lines.txt.gz"
+    lines = [f"this is sentence number {w} of the test" for w in "abcdefghijkl"]
+    with gzip.open(text, "wt") as handle:
+        handle.write("\n".join(lines) + "\n")
+    manifest = build_flite_corpus(text, 8, tmp_path / "flite", workers=1)
+    utts = read_manifest(manifest)
+    assert sorted(u.text for u in utts) == sorted(read_sentences(text, 8, 0, stream="flite"))
+    assert read_sentences(text, 8, 0, stream="flite") != read_sentences(text, 8, 0)
+    assert {u.speaker for u in utts} == {f"flite-{v}" for v in VOICES}
+    for utt in utts:
+        audio = load_audio(utt.audio_filepath, 16000)
+        assert abs(audio.shape[0] / 16000 - utt.duration) < 0.01
+        assert 0.2 < float(audio.abs().max()) <= 0.91  # the drawn peak level
+    info = json.loads((tmp_path / "flite" / "corpus.json").read_text())
+    assert info["n"] == 8
+    # a complete folder is reused as it is
+    stamp = (tmp_path / "flite" / "train.jsonl").stat().st_mtime_ns
+    assert build_flite_corpus(text, 8, tmp_path / "flite", workers=1) == manifest
+    assert (tmp_path / "flite" / "train.jsonl").stat().st_mtime_ns == stamp
+
+
+def test_warp_raises_pitch_and_shortens(flite, tmp_path):
+    from asr.reading import _FliteJob, _render_flite
+
+    def render(warp: float) -> np.ndarray:
+        job = _FliteJob(str(tmp_path / f"{warp}.flac"), SENTENCE, "rms", 1.0, 105.0, warp, 0.5)
+        return load_audio(_render_flite(job)["audio_filepath"], 16000).numpy()
+
+    low, high = render(0.88), render(1.12)
+    assert abs(len(low) / len(high) - 1.12 / 0.88) < 0.02
+    assert 1.15 < _median_f0(high, 16000) / _median_f0(low, 16000) < 1.4
