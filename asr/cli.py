@@ -17,7 +17,7 @@
   of audio with ``.txt`` transcripts, or a TSV
 - ``asr-demo-corpus``  generates the synthetic espeak-ng demo corpus (cached);
   ``--read FILE -n N`` instead: espeak-ng voices (``--engine flite``: Flite's) read N random
-  lines of FILE (training data)
+  lines of FILE; ``--digits N``: N isolated digit words (training data)
 
 The configs ship inside the package (``asr.conf``), so Hydra finds them through
 ``pkg://asr.conf`` from an editable and from a regular install alike.
@@ -396,13 +396,23 @@ def demo_corpus_main(argv: list[str] | None = None) -> None:
         default="espeak",
         help="with --read: espeak-ng's 192 voices, or Flite's 4 (needs the flite program)",
     )
+    parser.add_argument(
+        "--digits",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: N isolated digit words by espeak-ng and Flite voices, half at 8 kHz",
+    )
     args = parser.parse_args(argv)
     from asr.demo import build_demo_corpus, default_demo_dir
-    from asr.reading import build_flite_corpus, build_reading_corpus
+    from asr.reading import build_digit_corpus, build_flite_corpus, build_reading_corpus
     from asr.synth import SynthError
 
     try:
-        if args.read:
+        if args.digits:
+            paths = {"train": build_digit_corpus(args.digits, args.out or None, args.seed,
+                                                 args.workers)}  # fmt: skip
+        elif args.read:
             build = build_flite_corpus if args.engine == "flite" else build_reading_corpus
             out_dir = args.out or None
             paths = {"train": build(args.read, args.n, out_dir, args.seed, args.workers)}

@@ -205,6 +205,7 @@ class _Job:
     # Grammar sentences must get one word event each (their times are test material);
     # free text read aloud may not (numbers, merged words), and then carries no times.
     strict_words: bool = True
+    sample_rate: int = SAMPLE_RATE  # of the written file
 
 
 def _sentences(rng: random.Random, n: int, exclude: set[str], unique: bool) -> list[str]:
@@ -256,17 +257,19 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one core per worker: the workers are the parallelism
 
 
-def _to_16k(audio: np.ndarray, rate: int) -> np.ndarray:
-    return resample(torch.from_numpy(audio), rate, SAMPLE_RATE).numpy()
+def write_clip(path: str, audio: np.ndarray, rate: int, new_rate: int, peak: float) -> float:
+    """Resample ``audio`` to ``new_rate``, scale it to ``peak``, write 16-bit FLAC at
+    ``path``; returns its duration in seconds."""
+    wave = resample(torch.from_numpy(audio), rate, new_rate).numpy()
+    wave = wave * (peak / max(float(np.abs(wave).max()), 1e-6))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wave, new_rate, subtype="PCM_16", format="FLAC")
+    return len(wave) / new_rate
 
 
 def _render(job: _Job) -> dict:
     result = _espeak.synthesize(job.text, job.voice, job.rate, job.pitch, job.pitch_range)
-    wave = _to_16k(result.audio, result.sample_rate)
-    wave = wave * (job.peak / max(float(np.abs(wave).max()), 1e-6))
-    Path(job.path).parent.mkdir(parents=True, exist_ok=True)
-    sf.write(job.path, wave, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
-    duration = len(wave) / SAMPLE_RATE
+    duration = write_clip(job.path, result.audio, result.sample_rate, job.sample_rate, job.peak)
     words = [[w, min(start, duration), min(end, duration)] for w, start, end in result.words]
     entry = {
         "audio_filepath": job.path,

@@ -22,8 +22,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
 import torch
 
 from asr.audio import resample
@@ -37,8 +35,10 @@ from asr.demo import (
     VARIANTS,
     _is_complete,
     _Job,
+    _render,
     _render_all,
     default_cache_dir,
+    write_clip,
 )
 from asr.flite import STRETCH, VOICES, Flite, flite_program
 from asr.io_utils import atomic_write_text
@@ -128,24 +128,38 @@ class _FliteJob:
     f0_mean: float
     warp: float
     peak: float
+    sample_rate: int = SAMPLE_RATE  # of the written file
 
 
 _flite = Flite()
 
 
+def _flite_job(
+    path: str, text: str, voice: str, rng: random.Random, sample_rate: int = SAMPLE_RATE
+) -> _FliteJob:
+    """A Flite utterance with its stretch, pitch, warp and level drawn from ``rng``."""
+    return _FliteJob(
+        path=path,
+        text=text,
+        voice=voice,
+        stretch=round(rng.uniform(*STRETCH), 3),
+        f0_mean=round(VOICES[voice] * rng.uniform(*F0_SCALE), 1),
+        warp=round(rng.uniform(*WARP), 3),
+        peak=round(rng.uniform(*PEAK), 3),
+        sample_rate=sample_rate,
+    )
+
+
 def _render_flite(job: _FliteJob) -> dict:
     result = _flite.synthesize(job.text, job.voice, job.stretch, job.f0_mean)
-    wave = torch.from_numpy(result.audio)
-    # Played w times faster: pitch and formants rise by w, duration falls by w.
-    warped_rate = int(round(result.sample_rate / job.warp))
-    wave = resample(wave, result.sample_rate, warped_rate)
-    wave = resample(wave, result.sample_rate, SAMPLE_RATE).numpy()
-    wave = wave * (job.peak / max(float(np.abs(wave).max()), 1e-6))
-    Path(job.path).parent.mkdir(parents=True, exist_ok=True)
-    sf.write(job.path, wave, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+    # Played w times faster: pitch and formants rise by w, duration falls by w. The
+    # samples resampled to rate / w are then read as if still at the voice's rate.
+    warped = resample(torch.from_numpy(result.audio), result.sample_rate,
+                      int(round(result.sample_rate / job.warp))).numpy()  # fmt: skip
+    duration = write_clip(job.path, warped, result.sample_rate, job.sample_rate, job.peak)
     return {
         "audio_filepath": job.path,
-        "duration": len(wave) / SAMPLE_RATE,
+        "duration": duration,
         "text": job.text,
         "speaker": f"flite-{job.voice}",
     }
@@ -173,16 +187,9 @@ def build_flite_corpus(
     rng = random.Random(f"flite-{seed}")
     voices = sorted(VOICES)
     texts = read_sentences(text_file, n, seed, stream="flite")
+    folder = out.resolve() / "audio"
     jobs = [
-        _FliteJob(
-            path=str(out.resolve() / "audio" / f"flite-{i:06d}.flac"),
-            text=text,
-            voice=voices[i % len(voices)],
-            stretch=round(rng.uniform(*STRETCH), 3),
-            f0_mean=round(VOICES[voices[i % len(voices)]] * rng.uniform(*F0_SCALE), 1),
-            warp=round(rng.uniform(*WARP), 3),
-            peak=round(rng.uniform(*PEAK), 3),
-        )
+        _flite_job(str(folder / f"flite-{i:06d}.flac"), text, voices[i % len(voices)], rng)
         for i, text in enumerate(texts)
     ]
     started = time.monotonic()
@@ -190,3 +197,63 @@ def build_flite_corpus(
     info = {**params, "seconds_to_build": round(time.monotonic() - started, 1)}
     atomic_write_text(out / "corpus.json", json.dumps(info, indent=2) + "\n")
     return manifest
+
+
+# --- isolated digits -----------------------------------------------------------------------
+DIGITS_VERSION = 1
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+DIGIT_RATES = (8000, 16000)  # half at FSDD's (and telephones') 8 kHz, half at 16 kHz
+
+
+def default_digits_dir(n: int, seed: int = 0) -> Path:
+    return default_cache_dir() / f"digits-v{DIGITS_VERSION}-seed{seed}-n{n}"
+
+
+def build_digit_corpus(
+    n: int, out_dir: str | Path | None = None, seed: int = 0, workers: int = 2
+) -> Path:
+    """``n`` isolated digit words ("zero" ... "nine", as FSDD writes them), spoken in turn
+    by an espeak-ng voice and a Flite voice, each digit equally often by each engine.
+
+    Many more speakers for the digits than a small real digit corpus has. Returns the path
+    of ``train.jsonl``. Needs the ``flite`` program.
+    """
+    flite_program()
+    out = Path(out_dir) if out_dir is not None else default_digits_dir(n, seed)
+    params = {"version": DIGITS_VERSION, "seed": seed, "n": n}
+    manifest = out / "train.jsonl"
+    if _is_complete(out, params, {"train": manifest}):
+        return manifest
+    (out / "corpus.json").unlink(missing_ok=True)
+    rng = random.Random(f"digits-{seed}")
+    espeak_voices = [f"{lg}+{v}" for lg in LANGUAGES for v in VARIANTS]
+    rng.shuffle(espeak_voices)
+    flite_voices = sorted(VOICES)
+    jobs: list[_Job | _FliteJob] = []
+    for i in range(n):
+        path = str(out.resolve() / "audio" / f"digit-{i:06d}.flac")
+        # Each voice says the ten digits in a row: turn k is digit k % 10 of voice k // 10.
+        turn = i // 2
+        text, speaker = DIGITS[turn % len(DIGITS)], turn // len(DIGITS)
+        rate = rng.choice(DIGIT_RATES)
+        if i % 2:
+            voice = flite_voices[speaker % len(flite_voices)]
+            jobs.append(_flite_job(path, text, voice, rng, rate))
+            continue
+        jobs.append(
+            _Job(
+                split="digits", path=path, text=text,
+                voice=espeak_voices[speaker % len(espeak_voices)], rate=rng.randint(*RATE_WPM),
+                pitch=rng.randint(*PITCH), pitch_range=rng.randint(*PITCH_RANGE),
+                peak=round(rng.uniform(*PEAK), 3), strict_words=False, sample_rate=rate,
+            )
+        )  # fmt: skip
+    started = time.monotonic()
+    write_manifest(manifest, _render_all(jobs, workers, _render_any))
+    info = {**params, "seconds_to_build": round(time.monotonic() - started, 1)}
+    atomic_write_text(out / "corpus.json", json.dumps(info, indent=2) + "\n")
+    return manifest
+
+
+def _render_any(job: _Job | _FliteJob) -> dict:
+    return _render_flite(job) if isinstance(job, _FliteJob) else _render(job)

@@ -12,8 +12,13 @@ RUN=${RUN:-outputs/$EXP}
 DATA=${ASR_SHARED_DATA:-../shared/data}
 DEV="$DATA/kathleen/dev.jsonl $DATA/fsdd/dev.jsonl"
 
-echo "== 1/5 synthetic reading corpus (cached under ~/.cache/asr)"
+echo "== 1/5 synthetic reading corpora: espeak-ng and Flite voices (cached under ~/.cache/asr)"
 asr-demo-corpus --read "$DATA/lm_text/lm_text.txt.gz" -n 8000
+if ! command -v flite >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "   installing Debian's flite (apt-get install flite)"
+    apt-get update -qq && apt-get install -y -qq flite >/dev/null
+fi
+asr-demo-corpus --read "$DATA/lm_text/lm_text.txt.gz" -n 4000 --engine flite
 
 echo "== 2/5 training (run folder: $RUN)"
 asr-train experiment="$EXP" hydra.run.dir="$RUN" train.resume=auto "$@"

@@ -8,6 +8,7 @@ import json
 import librosa
 import numpy as np
 import pytest
+import soundfile as sf
 
 from asr.audio import load_audio
 from asr.flite import VOICES, Flite, flite_program
@@ -96,3 +97,19 @@ def test_warp_raises_pitch_and_shortens(flite, tmp_path):
     low, high = render(0.88), render(1.12)
     assert abs(len(low) / len(high) - 1.12 / 0.88) < 0.02
     assert 1.15 < _median_f0(high, 16000) / _median_f0(low, 16000) < 1.4
+
+
+def test_digit_corpus_balances_digits_engines_and_rates(flite, tmp_path):
+    from asr.reading import DIGITS, build_digit_corpus
+
+    manifest = build_digit_corpus(40, tmp_path / "digits", workers=1)
+    utts = read_manifest(manifest)
+    assert [u.text for u in utts[::2]] == DIGITS * 2  # espeak-ng's turns
+    assert [u.text for u in utts[1::2]] == DIGITS * 2  # Flite's turns
+    flite_speakers = {u.speaker for u in utts[1::2]}
+    assert {u.speaker for u in utts[1:20:2]} == {"flite-awb"}  # a voice says all ten
+    assert flite_speakers == {"flite-awb", "flite-kal16"}
+    assert not any(u.speaker.startswith("flite") for u in utts[::2])
+    rates = {sf.info(u.audio_filepath).samplerate for u in utts}
+    assert rates == {8000, 16000}
+    assert all(0.15 < u.duration < 2.0 for u in utts)
