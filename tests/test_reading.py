@@ -113,3 +113,19 @@ def test_digit_corpus_balances_digits_engines_and_rates(flite, tmp_path):
     rates = {sf.info(u.audio_filepath).samplerate for u in utts}
     assert rates == {8000, 16000}
     assert all(0.15 < u.duration < 2.0 for u in utts)
+
+
+def test_cli_makes_digits_and_names_a_missing_flite(flite, tmp_path, monkeypatch, capsys):
+    from asr.cli import demo_corpus_main
+
+    demo_corpus_main(["--digits", "4", "--out", str(tmp_path / "d"), "--workers", "1"])
+    assert capsys.readouterr().out == f"train\t{tmp_path / 'd' / 'train.jsonl'}\n"
+    assert len(read_manifest(tmp_path / "d" / "train.jsonl")) == 4
+    monkeypatch.setenv("PATH", str(tmp_path))  # no flite there
+    text = tmp_path / "lines.txt"
+    text.write_text("one two three four\n")
+    with pytest.raises(SystemExit) as stop:
+        demo_corpus_main(["--read", str(text), "-n", "1", "--engine", "flite"])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "apt-get install flite" in error
