@@ -404,6 +404,12 @@ def demo_corpus_main(argv: list[str] | None = None) -> None:
         help="instead: N isolated digit words by espeak-ng and Flite voices, half at 8 kHz",
     )
     args = parser.parse_args(argv)
+    if args.read and args.digits:
+        parser.error("--read and --digits make different corpora: give one")
+    if args.digits < 0:
+        parser.error(f"--digits must be positive, got {args.digits}")
+    if args.engine != "espeak" and not args.read:
+        parser.error("--engine chooses the voices of --read")
     from asr.demo import build_demo_corpus, default_demo_dir
     from asr.reading import build_digit_corpus, build_flite_corpus, build_reading_corpus
     from asr.synth import SynthError

@@ -26,9 +26,10 @@ import random
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -190,7 +191,7 @@ def split_voices(seed: int = 0) -> dict[str, list[str]]:
 
 
 @dataclass(frozen=True)
-class _Job:
+class SynthJob:
     """Everything needed to render one utterance, drawn in the parent so that the plan does
     not depend on the number of workers."""
 
@@ -223,7 +224,7 @@ def _sentences(rng: random.Random, n: int, exclude: set[str], unique: bool) -> l
     raise ValueError(f"the grammar cannot give {n} sentences outside the {len(exclude)} excluded")
 
 
-def _plan(out: Path, seed: int, sizes: dict[str, int]) -> list[_Job]:
+def _plan(out: Path, seed: int, sizes: dict[str, int]) -> list[SynthJob]:
     rng = random.Random(seed)
     voices = split_voices(seed)
     # Held-out sentences first, each unique; train may repeat a sentence but never one of
@@ -235,7 +236,7 @@ def _plan(out: Path, seed: int, sizes: dict[str, int]) -> list[_Job]:
     for split in SPLITS:
         for i, text in enumerate(texts[split]):
             jobs.append(
-                _Job(
+                SynthJob(
                     split=split,
                     path=str(out / "audio" / split / f"{split}-{i:05d}.flac"),
                     text=text,
@@ -267,7 +268,8 @@ def write_clip(path: str, audio: np.ndarray, rate: int, new_rate: int, peak: flo
     return len(wave) / new_rate
 
 
-def _render(job: _Job) -> dict:
+def render_espeak(job: SynthJob) -> dict:
+    """Speak ``job`` with espeak-ng, write its file; returns its manifest entry."""
     result = _espeak.synthesize(job.text, job.voice, job.rate, job.pitch, job.pitch_range)
     duration = write_clip(job.path, result.audio, result.sample_rate, job.sample_rate, job.peak)
     words = [[w, min(start, duration), min(end, duration)] for w, start, end in result.words]
@@ -284,8 +286,11 @@ def _render(job: _Job) -> dict:
     return entry
 
 
-def _render_all(jobs: list, workers: int, render: Callable[..., dict] = _render) -> list[dict]:
-    """``render(job)`` for every job, in order, in ``workers`` spawned processes."""
+def render_all(
+    jobs: Sequence[Any], workers: int, render: Callable[[Any], dict] = render_espeak
+) -> list[dict]:
+    """``render(job)`` for every job, in order, in ``workers`` spawned processes (``render``
+    must be a module-level function, so that the workers can import it)."""
     if workers <= 1 or len(jobs) < 2:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny convolutions: extra threads only add overhead
@@ -314,7 +319,9 @@ def default_demo_dir(seed: int = 0) -> Path:
     return default_cache_dir() / f"demo-v{CORPUS_VERSION}-seed{seed}"
 
 
-def _is_complete(out: Path, params: dict, manifests: dict[str, Path]) -> bool:
+def corpus_complete(out: Path, params: dict, manifests: dict[str, Path]) -> bool:
+    """True when ``out/corpus.json`` (written last) records ``params`` and every manifest
+    exists: the folder holds a finished corpus made with these parameters."""
     try:
         stored = json.loads((out / "corpus.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -355,14 +362,14 @@ def build_demo_corpus(
     params = {"version": CORPUS_VERSION, "seed": seed, "sample_rate": SAMPLE_RATE}
     params.update({f"n_{split}": n for split, n in sizes.items()})
     manifests = {split: out / f"{split}.jsonl" for split in SPLITS}
-    if _is_complete(out, params, manifests):
+    if corpus_complete(out, params, manifests):
         return manifests
 
     started = time.monotonic()
     _clear(out, manifests)
     jobs = _plan(out.resolve(), seed, sizes)
     log.info("synthesising %d utterances into %s with %d worker(s)", len(jobs), out, workers)
-    entries = _render_all(jobs, workers)
+    entries = render_all(jobs, workers)
     for split in SPLITS:
         write_manifest(
             manifests[split], (e for j, e in zip(jobs, entries, strict=True) if j.split == split)

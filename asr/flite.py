@@ -20,9 +20,9 @@ import soundfile as sf
 
 from asr.synth import SynthError, SynthResult
 
-#: voice -> its median pitch in Hz (pyin on one sentence), the centre of pitch variation
+#: voice -> its median pitch in Hz (pyin on one sentence), the centre of pitch variation.
+#: ``rms`` ignores ``int_f0_target_mean`` (measured): its pitch moves only with warping.
 VOICES = {"slt": 166.0, "rms": 105.0, "awb": 124.0, "kal16": 96.0}
-#: ``rms`` ignores ``int_f0_target_mean`` (measured): its pitch only moves with warping
 STRETCH = (0.8, 1.3)  # duration_stretch: > 1 speaks slower
 TIMEOUT_S = 60.0
 
@@ -70,8 +70,9 @@ class Flite:
                 )
                 audio, rate = sf.read(out, dtype="float32")
             except subprocess.CalledProcessError as exc:
-                message = exc.stderr.decode(errors="replace").strip().splitlines()
-                raise SynthError(f"flite failed on {text[:60]!r}: {message[-1:]}") from None
+                lines = exc.stderr.decode(errors="replace").strip().splitlines()
+                reason = lines[-1] if lines else f"exit status {exc.returncode}"
+                raise SynthError(f"flite failed on {text[:60]!r}: {reason}") from None
             except (subprocess.TimeoutExpired, sf.LibsndfileError) as exc:
                 raise SynthError(f"flite failed on {text[:60]!r}: {exc}") from None
         if audio.ndim != 1 or audio.size == 0:

@@ -19,8 +19,10 @@ import gzip
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,11 +35,11 @@ from asr.demo import (
     RATE_WPM,
     SAMPLE_RATE,
     VARIANTS,
-    _is_complete,
-    _Job,
-    _render,
-    _render_all,
+    SynthJob,
+    corpus_complete,
     default_cache_dir,
+    render_all,
+    render_espeak,
     write_clip,
 )
 from asr.flite import STRETCH, VOICES, Flite, flite_program
@@ -81,6 +83,53 @@ def default_reading_dir(n: int, seed: int = 0, engine: str = "espeak") -> Path:
     return default_cache_dir() / f"read-v{READ_VERSION}-seed{seed}-n{n}"
 
 
+def default_digits_dir(n: int, seed: int = 0) -> Path:
+    """Where :func:`build_digit_corpus` puts ``n`` digits when no folder is given."""
+    return default_cache_dir() / f"digits-v{DIGITS_VERSION}-seed{seed}-n{n}"
+
+
+def _cached_corpus(
+    out: Path,
+    params: dict,
+    plan: Callable[[Path], list],
+    render: Callable[[Any], dict],
+    workers: int,
+    needs_flite: bool = False,
+) -> Path:
+    """``out/train.jsonl``: reused when ``out`` holds a finished corpus made with ``params``,
+    else rendered from ``plan(audio folder)`` and marked finished by ``corpus.json``, last."""
+    manifest = out / "train.jsonl"
+    if corpus_complete(out, params, {"train": manifest}):
+        return manifest
+    if needs_flite:
+        flite_program()  # fail before planning, naming the package to install
+    (out / "corpus.json").unlink(missing_ok=True)
+    jobs = plan(out.resolve() / "audio")
+    started = time.monotonic()
+    write_manifest(manifest, render_all(jobs, workers, render))
+    info = {**params, "seconds_to_build": round(time.monotonic() - started, 1)}
+    atomic_write_text(out / "corpus.json", json.dumps(info, indent=2) + "\n")
+    return manifest
+
+
+def _espeak_voices(rng: random.Random) -> list[str]:
+    """The 192 demo voices (``language+variant``), shuffled by ``rng``."""
+    voices = [f"{lg}+{v}" for lg in LANGUAGES for v in VARIANTS]
+    rng.shuffle(voices)
+    return voices
+
+
+def _espeak_job(
+    path: str, text: str, voice: str, rng: random.Random, split: str, sample_rate: int
+) -> SynthJob:
+    """An espeak-ng utterance with its rate, pitch, range and level drawn from ``rng``."""
+    return SynthJob(
+        split=split, path=path, text=text, voice=voice, rate=rng.randint(*RATE_WPM),
+        pitch=rng.randint(*PITCH), pitch_range=rng.randint(*PITCH_RANGE),
+        peak=round(rng.uniform(*PEAK), 3), strict_words=False, sample_rate=sample_rate,
+    )  # fmt: skip
+
+
 def build_reading_corpus(
     text_file: str | Path,
     n: int,
@@ -94,27 +143,17 @@ def build_reading_corpus(
     """
     out = Path(out_dir) if out_dir is not None else default_reading_dir(n, seed)
     params = {"version": READ_VERSION, "seed": seed, "n": n, "text_file": Path(text_file).name}
-    manifest = out / "train.jsonl"
-    if _is_complete(out, params, {"train": manifest}):
-        return manifest
-    (out / "corpus.json").unlink(missing_ok=True)
-    rng = random.Random(seed)
-    voices = [f"{lg}+{v}" for lg in LANGUAGES for v in VARIANTS]
-    rng.shuffle(voices)
-    jobs = [
-        _Job(
-            split="read", path=str(out.resolve() / "audio" / f"read-{i:06d}.flac"), text=text,
-            voice=voices[i % len(voices)], rate=rng.randint(*RATE_WPM), pitch=rng.randint(*PITCH),
-            pitch_range=rng.randint(*PITCH_RANGE), peak=round(rng.uniform(*PEAK), 3),
-            strict_words=False,
-        )
-        for i, text in enumerate(read_sentences(text_file, n, seed))
-    ]  # fmt: skip
-    started = time.monotonic()
-    write_manifest(manifest, _render_all(jobs, workers))
-    info = {**params, "seconds_to_build": round(time.monotonic() - started, 1)}
-    atomic_write_text(out / "corpus.json", json.dumps(info, indent=2) + "\n")
-    return manifest
+
+    def plan(audio: Path) -> list[SynthJob]:
+        rng = random.Random(seed)
+        voices = _espeak_voices(rng)
+        return [
+            _espeak_job(str(audio / f"read-{i:06d}.flac"), text, voices[i % len(voices)], rng,
+                        "read", SAMPLE_RATE)
+            for i, text in enumerate(read_sentences(text_file, n, seed))
+        ]  # fmt: skip
+
+    return _cached_corpus(out, params, plan, render_espeak, workers)
 
 
 @dataclass(frozen=True)
@@ -151,6 +190,7 @@ def _flite_job(
 
 
 def _render_flite(job: _FliteJob) -> dict:
+    """Speak ``job`` with Flite, warp it, write its file; returns its manifest entry."""
     result = _flite.synthesize(job.text, job.voice, job.stretch, job.f0_mean)
     # Played w times faster: pitch and formants rise by w, duration falls by w. The
     # samples resampled to rate / w are then read as if still at the voice's rate.
@@ -172,31 +212,25 @@ def build_flite_corpus(
     seed: int = 0,
     workers: int = 2,
 ) -> Path:
-    """``n`` sentences of ``text_file`` (others than the espeak corpus reads) spoken by the
-    Flite voices in turn, each utterance with its own stretch, pitch, warp and level.
+    """``n`` sentences of ``text_file`` (a different random draw from the espeak-ng corpus's)
+    spoken by the Flite voices in turn, each utterance with its own stretch, pitch, warp and
+    level.
 
     Returns the path of ``train.jsonl``. Needs the ``flite`` program.
     """
-    flite_program()  # fail before planning, with the package to install
     out = Path(out_dir) if out_dir is not None else default_reading_dir(n, seed, "flite")
     params = {"version": FLITE_VERSION, "seed": seed, "n": n, "text_file": Path(text_file).name}
-    manifest = out / "train.jsonl"
-    if _is_complete(out, params, {"train": manifest}):
-        return manifest
-    (out / "corpus.json").unlink(missing_ok=True)
-    rng = random.Random(f"flite-{seed}")
-    voices = sorted(VOICES)
-    texts = read_sentences(text_file, n, seed, stream="flite")
-    folder = out.resolve() / "audio"
-    jobs = [
-        _flite_job(str(folder / f"flite-{i:06d}.flac"), text, voices[i % len(voices)], rng)
-        for i, text in enumerate(texts)
-    ]
-    started = time.monotonic()
-    write_manifest(manifest, _render_all(jobs, workers, _render_flite))
-    info = {**params, "seconds_to_build": round(time.monotonic() - started, 1)}
-    atomic_write_text(out / "corpus.json", json.dumps(info, indent=2) + "\n")
-    return manifest
+
+    def plan(audio: Path) -> list[_FliteJob]:
+        rng = random.Random(f"flite-{seed}")
+        voices = sorted(VOICES)
+        texts = read_sentences(text_file, n, seed, stream="flite")
+        return [
+            _flite_job(str(audio / f"flite-{i:06d}.flac"), text, voices[i % len(voices)], rng)
+            for i, text in enumerate(texts)
+        ]
+
+    return _cached_corpus(out, params, plan, _render_flite, workers, needs_flite=True)
 
 
 # --- isolated digits -----------------------------------------------------------------------
@@ -205,55 +239,40 @@ DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 DIGIT_RATES = (8000, 16000)  # half at FSDD's (and telephones') 8 kHz, half at 16 kHz
 
 
-def default_digits_dir(n: int, seed: int = 0) -> Path:
-    return default_cache_dir() / f"digits-v{DIGITS_VERSION}-seed{seed}-n{n}"
-
-
 def build_digit_corpus(
     n: int, out_dir: str | Path | None = None, seed: int = 0, workers: int = 2
 ) -> Path:
     """``n`` isolated digit words ("zero" ... "nine", as FSDD writes them), spoken in turn
-    by an espeak-ng voice and a Flite voice, each digit equally often by each engine.
+    by an espeak-ng voice and a Flite voice. Each voice says the ten digits in a row, so
+    with ``n`` a multiple of 20 each engine says each digit equally often.
 
     Many more speakers for the digits than a small real digit corpus has. Returns the path
     of ``train.jsonl``. Needs the ``flite`` program.
     """
-    flite_program()
+    if n < 1:
+        raise ValueError(f"the digit corpus needs at least one utterance, got {n}")
     out = Path(out_dir) if out_dir is not None else default_digits_dir(n, seed)
     params = {"version": DIGITS_VERSION, "seed": seed, "n": n}
-    manifest = out / "train.jsonl"
-    if _is_complete(out, params, {"train": manifest}):
-        return manifest
-    (out / "corpus.json").unlink(missing_ok=True)
-    rng = random.Random(f"digits-{seed}")
-    espeak_voices = [f"{lg}+{v}" for lg in LANGUAGES for v in VARIANTS]
-    rng.shuffle(espeak_voices)
-    flite_voices = sorted(VOICES)
-    jobs: list[_Job | _FliteJob] = []
-    for i in range(n):
-        path = str(out.resolve() / "audio" / f"digit-{i:06d}.flac")
-        # Each voice says the ten digits in a row: turn k is digit k % 10 of voice k // 10.
-        turn = i // 2
-        text, speaker = DIGITS[turn % len(DIGITS)], turn // len(DIGITS)
-        rate = rng.choice(DIGIT_RATES)
-        if i % 2:
-            voice = flite_voices[speaker % len(flite_voices)]
-            jobs.append(_flite_job(path, text, voice, rng, rate))
-            continue
-        jobs.append(
-            _Job(
-                split="digits", path=path, text=text,
-                voice=espeak_voices[speaker % len(espeak_voices)], rate=rng.randint(*RATE_WPM),
-                pitch=rng.randint(*PITCH), pitch_range=rng.randint(*PITCH_RANGE),
-                peak=round(rng.uniform(*PEAK), 3), strict_words=False, sample_rate=rate,
-            )
-        )  # fmt: skip
-    started = time.monotonic()
-    write_manifest(manifest, _render_all(jobs, workers, _render_any))
-    info = {**params, "seconds_to_build": round(time.monotonic() - started, 1)}
-    atomic_write_text(out / "corpus.json", json.dumps(info, indent=2) + "\n")
-    return manifest
+
+    def plan(audio: Path) -> list[SynthJob | _FliteJob]:
+        rng = random.Random(f"digits-{seed}")
+        espeak_voices, flite_voices = _espeak_voices(rng), sorted(VOICES)
+        jobs: list[SynthJob | _FliteJob] = []
+        for i in range(n):
+            path = str(audio / f"digit-{i:06d}.flac")
+            turn = i // 2  # turn k: digit k % 10 of speaker k // 10, for each engine
+            text, speaker = DIGITS[turn % len(DIGITS)], turn // len(DIGITS)
+            rate = rng.choice(DIGIT_RATES)
+            if i % 2:
+                voice = flite_voices[speaker % len(flite_voices)]
+                jobs.append(_flite_job(path, text, voice, rng, rate))
+            else:
+                voice = espeak_voices[speaker % len(espeak_voices)]
+                jobs.append(_espeak_job(path, text, voice, rng, "digits", rate))
+        return jobs
+
+    return _cached_corpus(out, params, plan, _render_any, workers, needs_flite=True)
 
 
-def _render_any(job: _Job | _FliteJob) -> dict:
-    return _render_flite(job) if isinstance(job, _FliteJob) else _render(job)
+def _render_any(job: SynthJob | _FliteJob) -> dict:
+    return _render_flite(job) if isinstance(job, _FliteJob) else render_espeak(job)

@@ -27,13 +27,17 @@ echo "== 3/5 word 3-gram LM: lm_text + training transcripts"
 echo "== 4/5 LM weight x word bonus on both dev sets"
 # shellcheck disable=SC2086
 asr-lm tune -m "$RUN/best.pt" --manifest $DEV --lm "$RUN/lm3.arpa" --workers 2 --lexicon lm \
-    --beam-size "$BEAM" --lm-weights 0.3,0.5,0.7,1.0,1.5 --word-bonuses=-1,0,1,2,3 --json "$RUN/lm_tuning.json"
-read -r WEIGHT BONUS < <(python -c 'import json,sys; b=json.load(open(sys.argv[1]))["best"]; print(b["lm_weight"], b["word_bonus"])' "$RUN/lm_tuning.json")
+    --beam-size "$BEAM" --lm-weights 0.3,0.5,0.7,1.0,1.5 --word-bonuses=-1,0,1,2,3 \
+    --json "$RUN/lm_tuning.json"
+read -r WEIGHT BONUS < <(python -c 'import json, sys
+best = json.load(open(sys.argv[1]))["best"]
+print(best["lm_weight"], best["word_bonus"])' "$RUN/lm_tuning.json")
 
 echo "== 5/5 reports: greedy, then beam + LM (lm_weight=$WEIGHT word_bonus=$BONUS)"
 MANIFESTS="[$DATA/kathleen/dev.jsonl,$DATA/fsdd/dev.jsonl]"
 asr-evaluate checkpoint="$RUN/best.pt" manifests="$MANIFESTS" training_run="$RUN" \
     hydra.run.dir="$RUN/eval-greedy"
 asr-evaluate checkpoint="$RUN/best.pt" manifests="$MANIFESTS" training_run="$RUN" \
-    decoding=beam decoding.beam_size="$BEAM" decoding.lm_path="$RUN/lm3.arpa" decoding.lexicon=lm \
+    decoding=beam decoding.beam_size="$BEAM" decoding.lm_path="$RUN/lm3.arpa" \
+    decoding.lexicon=lm \
     decoding.lm_weight="$WEIGHT" decoding.word_bonus="$BONUS" hydra.run.dir="$RUN/eval-beam"
