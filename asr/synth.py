@@ -71,7 +71,7 @@ class SynthResult:
 
     #: float32 mono samples in [-1, 1]
     audio: np.ndarray
-    #: espeak-ng's native rate (22050 Hz)
+    #: the engine's native rate (espeak-ng: 22050 Hz; Flite's US voices: 16000 Hz)
     sample_rate: int
     #: (word, start s, end s) for each whitespace-separated word of the text, in order
     words: list[tuple[str, float, float]] = field(default_factory=list)
