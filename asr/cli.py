@@ -411,7 +411,7 @@ def demo_corpus_main(argv: list[str] | None = None) -> None:
     if args.engine != "espeak" and not args.read:
         parser.error("--engine chooses the voices of --read")
     from asr.demo import build_demo_corpus, default_demo_dir
-    from asr.reading import build_digit_corpus, build_flite_corpus, build_reading_corpus
+    from asr.reading import build_digit_corpus, build_reading_corpus
     from asr.synth import SynthError
 
     try:
@@ -419,9 +419,11 @@ def demo_corpus_main(argv: list[str] | None = None) -> None:
             paths = {"train": build_digit_corpus(args.digits, args.out or None, args.seed,
                                                  args.workers)}  # fmt: skip
         elif args.read:
-            build = build_flite_corpus if args.engine == "flite" else build_reading_corpus
             out_dir = args.out or None
-            paths = {"train": build(args.read, args.n, out_dir, args.seed, args.workers)}
+            manifest = build_reading_corpus(
+                args.read, args.n, out_dir, args.seed, args.workers, args.engine
+            )
+            paths = {"train": manifest}
         else:
             out = args.out or default_demo_dir(args.seed)
             paths = build_demo_corpus(out, seed=args.seed, workers=args.workers)

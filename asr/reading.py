@@ -3,9 +3,11 @@
 Two engines, each with its own cached corpus folder and ``train.jsonl``:
 
 - ``espeak``: the 192 espeak-ng demo voices (8 accents x 24 variants) at random rates,
-  pitches and levels (:func:`build_reading_corpus`);
+  pitches and levels;
 - ``flite``: Flite's four US-English voices built from real recordings, each stretched,
-  re-pitched and warped per utterance into many "speakers" (:func:`build_flite_corpus`).
+  re-pitched and warped per utterance into many "speakers".
+
+:func:`build_reading_corpus` makes either.
   Warping resamples the audio by a factor ``w`` in :data:`WARP`, scaling pitch *and*
   formants by ``w``, as a shorter or longer vocal tract would.
 
@@ -21,6 +23,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -130,32 +133,6 @@ def _espeak_job(
     )  # fmt: skip
 
 
-def build_reading_corpus(
-    text_file: str | Path,
-    n: int,
-    out_dir: str | Path | None = None,
-    seed: int = 0,
-    workers: int = 2,
-) -> Path:
-    """``n`` sentences of ``text_file`` read by every espeak-ng demo voice in turn.
-
-    Returns the path of ``train.jsonl``.
-    """
-    out = Path(out_dir) if out_dir is not None else default_reading_dir(n, seed)
-    params = {"version": READ_VERSION, "seed": seed, "n": n, "text_file": Path(text_file).name}
-
-    def plan(audio: Path) -> list[SynthJob]:
-        rng = random.Random(seed)
-        voices = _espeak_voices(rng)
-        return [
-            _espeak_job(str(audio / f"read-{i:06d}.flac"), text, voices[i % len(voices)], rng,
-                        "read", SAMPLE_RATE)
-            for i, text in enumerate(read_sentences(text_file, n, seed))
-        ]  # fmt: skip
-
-    return _cached_corpus(out, params, plan, render_espeak, workers)
-
-
 @dataclass(frozen=True)
 class _FliteJob:
     """One Flite utterance, every random choice drawn in the parent."""
@@ -205,32 +182,50 @@ def _render_flite(job: _FliteJob) -> dict:
     }
 
 
-def build_flite_corpus(
+def _espeak_reading(text_file: str | Path, n: int, seed: int, audio: Path) -> list[SynthJob]:
+    rng = random.Random(seed)
+    voices = _espeak_voices(rng)
+    return [
+        _espeak_job(str(audio / f"read-{i:06d}.flac"), text, voices[i % len(voices)], rng,
+                    "read", SAMPLE_RATE)
+        for i, text in enumerate(read_sentences(text_file, n, seed))
+    ]  # fmt: skip
+
+
+def _flite_reading(text_file: str | Path, n: int, seed: int, audio: Path) -> list[_FliteJob]:
+    # A different random draw of sentences from the espeak-ng corpus's.
+    rng = random.Random(f"flite-{seed}")
+    voices = sorted(VOICES)
+    texts = read_sentences(text_file, n, seed, stream="flite")
+    return [
+        _flite_job(str(audio / f"flite-{i:06d}.flac"), text, voices[i % len(voices)], rng)
+        for i, text in enumerate(texts)
+    ]
+
+
+def build_reading_corpus(
     text_file: str | Path,
     n: int,
     out_dir: str | Path | None = None,
     seed: int = 0,
     workers: int = 2,
+    engine: str = "espeak",
 ) -> Path:
-    """``n`` sentences of ``text_file`` (a different random draw from the espeak-ng corpus's)
-    spoken by the Flite voices in turn, each utterance with its own stretch, pitch, warp and
-    level.
+    """``n`` sentences of ``text_file`` read aloud; returns the path of ``train.jsonl``.
 
-    Returns the path of ``train.jsonl``. Needs the ``flite`` program.
+    ``engine="espeak"``: every espeak-ng demo voice in turn. ``engine="flite"``: the Flite
+    voices in turn (another random draw of sentences), each utterance with its own
+    stretch, pitch, warp and level; needs the ``flite`` program.
     """
-    out = Path(out_dir) if out_dir is not None else default_reading_dir(n, seed, "flite")
-    params = {"version": FLITE_VERSION, "seed": seed, "n": n, "text_file": Path(text_file).name}
-
-    def plan(audio: Path) -> list[_FliteJob]:
-        rng = random.Random(f"flite-{seed}")
-        voices = sorted(VOICES)
-        texts = read_sentences(text_file, n, seed, stream="flite")
-        return [
-            _flite_job(str(audio / f"flite-{i:06d}.flac"), text, voices[i % len(voices)], rng)
-            for i, text in enumerate(texts)
-        ]
-
-    return _cached_corpus(out, params, plan, _render_flite, workers, needs_flite=True)
+    if engine not in ("espeak", "flite"):
+        raise ValueError(f"engine must be 'espeak' or 'flite', got {engine!r}")
+    flite = engine == "flite"
+    out = Path(out_dir) if out_dir is not None else default_reading_dir(n, seed, engine)
+    params = {"version": FLITE_VERSION if flite else READ_VERSION, "seed": seed, "n": n,
+              "text_file": Path(text_file).name}  # fmt: skip
+    plan = partial(_flite_reading if flite else _espeak_reading, text_file, n, seed)
+    render = _render_flite if flite else render_espeak
+    return _cached_corpus(out, params, plan, render, workers, needs_flite=flite)
 
 
 # --- isolated digits -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ import soundfile as sf
 from asr.audio import load_audio
 from asr.flite import VOICES, Flite, flite_program
 from asr.manifest import read_manifest
-from asr.reading import build_flite_corpus, read_sentences
+from asr.reading import build_reading_corpus, read_sentences
 from asr.synth import SynthError
 
 SENTENCE = "author of the danger trail philip steels"
@@ -73,7 +73,7 @@ def test_flite_corpus_reads_other_sentences_with_every_voice(flite, tmp_path):
     lines = [f"this is sentence number {w} of the test" for w in "abcdefghijkl"]
     with gzip.open(text, "wt") as handle:
         handle.write("\n".join(lines) + "\n")
-    manifest = build_flite_corpus(text, 8, tmp_path / "flite", workers=1)
+    manifest = build_reading_corpus(text, 8, tmp_path / "flite", workers=1, engine="flite")
     utts = read_manifest(manifest)
     assert sorted(u.text for u in utts) == sorted(read_sentences(text, 8, 0, stream="flite"))
     assert read_sentences(text, 8, 0, stream="flite") != read_sentences(text, 8, 0)
@@ -86,7 +86,7 @@ def test_flite_corpus_reads_other_sentences_with_every_voice(flite, tmp_path):
     assert info["n"] == 8
     # a complete folder is reused as it is
     stamp = (tmp_path / "flite" / "train.jsonl").stat().st_mtime_ns
-    assert build_flite_corpus(text, 8, tmp_path / "flite", workers=1) == manifest
+    assert build_reading_corpus(text, 8, tmp_path / "flite", workers=1, engine="flite") == manifest
     assert (tmp_path / "flite" / "train.jsonl").stat().st_mtime_ns == stamp
 
 
