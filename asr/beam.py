@@ -44,7 +44,6 @@ import heapq
 import math
 import multiprocessing
 import os
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +53,12 @@ import torch
 
 from asr.config import DecodingConfig
 from asr.decoding import Decoder, Hypothesis, ctc_align
-from asr.text import CharTokenizer, normalize_text
+from asr.phones import PhoneTokenizer
+from asr.text import Tokenizer, normalize_text
 
 MAX_HOTWORD_WEIGHT = 10.0
 TOKEN_MIN_LOGP = -8.0  # symbols less likely than this in a frame are not tried (p < 3e-4)
+PHONE_CHAR_BASE = 0xE000  # phone id i is spelled chr(PHONE_CHAR_BASE + i): Unicode private use
 BEAM_THRESHOLD = 30.0  # prefixes further than this behind the best are dropped (nats)
 LN10 = math.log(10.0)
 NEG_INF = float("-inf")
@@ -164,18 +165,25 @@ class _Prefix:
 
     parent: _Prefix | None
     token: int  # last token (-1 for the empty prefix)
-    partial: str  # letters of the unfinished word ("" at the start and after a space)
+    partial: str  # spelling of the unfinished word ("" at the start and after a space)
     lm_state: object
     fixed: float  # LM, word bonus and hotword scores of finished words
     ahead: float  # estimated LM + hotword score of the unfinished word
-    hot: str | None  # hotword text matched so far (None: cannot match before the next space)
+    hot: str | None  # hotword spelling matched so far (None: cannot match before the next space)
+    word: str = ""  # the word a space ended (its spelling's best homophone for phone models)
     children: dict | None = None
 
 
 class PrefixSearch:
-    """The search itself, on numpy log-probs [T, V]: picklable settings, no torch."""
+    """The search itself, on numpy log-probs [T, V]: picklable settings, no torch.
 
-    def __init__(self, cfg: DecodingConfig, symbols: Sequence[str], blank: int = 0):
+    It works on spellings: a letter model's words spell themselves; a phone model
+    (:class:`asr.phones.PhoneTokenizer`) has each phone stand for one private-use character,
+    its words spelled by their pronunciations, and a space branches into every lexicon word
+    spelled so (homophones), which the LM then tells apart by the words around them.
+    """
+
+    def __init__(self, cfg: DecodingConfig, tokenizer: Tokenizer):
         if not 0.0 <= cfg.hotword_weight <= MAX_HOTWORD_WEIGHT:
             raise ValueError(
                 f"decoding.hotword_weight must be in [0, {MAX_HOTWORD_WEIGHT}], "
@@ -184,17 +192,27 @@ class PrefixSearch:
         if cfg.beam_size < 1 or cfg.nbest < 1:
             raise ValueError("decoding.beam_size and decoding.nbest must be at least 1")
         self.cfg = cfg
-        self.symbols = list(symbols)
-        self.blank = blank
-        self.space = self.symbols.index(" ")
+        self.tokenizer = tokenizer
+        self.blank = tokenizer.blank_id
+        self.space = tokenizer.space_id
+        self.phones = isinstance(tokenizer, PhoneTokenizer)
+        if self.phones:
+            self.symbols = [chr(PHONE_CHAR_BASE + i) for i in range(len(tokenizer))]
+            self.symbols[self.space] = " "
+        else:
+            self.symbols = list(tokenizer.symbols)
         self.lm = WordLM(cfg.lm_path) if cfg.lm_path else None
-        self.hotwords = {h for h in (normalize_text(w) for w in cfg.hotwords) if h}
-        self.lexicon = self._lexicon(cfg.lexicon)
+        hotwords = {h for h in (normalize_text(w) for w in cfg.hotwords) if h}
+        self.lexicon = self._lexicon(cfg.lexicon, hotwords)
+        self.homophones = self._spell_lexicon()
+        self.hotwords = {s for s in (self._spell_phrase(h) for h in hotwords) if s}
         self.lookahead = self._lookahead_table()
         self.hot_partial = self._hotword_table()
 
-    def _lexicon(self, spec: str) -> set[str] | None:
+    def _lexicon(self, spec: str, hotwords: set[str]) -> set[str] | None:
         if not spec:
+            if self.phones:  # phones spell no words by themselves: the training words
+                return set(self.tokenizer.words.values()) | {w for h in hotwords for w in h.split()}
             return None
         if spec == "lm":
             if self.lm is None or self.lm.unigrams is None:
@@ -202,10 +220,39 @@ class PrefixSearch:
             words = set(self.lm.unigrams)
         else:
             words = read_lexicon(spec)
-        return words | {w for h in self.hotwords for w in h.split()}
+        return words | {w for h in hotwords for w in h.split()}
+
+    def _spell_lexicon(self) -> dict[str, list[str]] | None:
+        """{spelling: its words, most probable first} for a phone model (None for letters)."""
+        if not self.phones:
+            return None
+        unigrams = (self.lm.unigrams if self.lm is not None else None) or {}
+        homophones: dict[str, list[str]] = {}
+        for word, spelling in self._spellings(self.lexicon).items():
+            homophones.setdefault(spelling, []).append(word)
+        trained = set(self.tokenizer.words.values())  # the training transcripts' choices
+        for words in homophones.values():
+            words.sort(key=lambda w: (-unigrams.get(w, NEG_INF), w not in trained, w))
+        return homophones
+
+    def _spellings(self, words) -> dict[str, str]:
+        """{word: spelling} (words with no phones left out)."""
+        if not self.phones:
+            return {w: w for w in words}
+        index = {p: i for i, p in enumerate(self.tokenizer.symbols)}
+        return {
+            w: "".join(self.symbols[index[p]] for p in phones)
+            for w, phones in self.tokenizer.pronunciations(words).items()
+            if phones
+        }
+
+    def _spell_phrase(self, phrase: str) -> str | None:
+        spelled = self._spellings(phrase.split())
+        words = phrase.split()
+        return " ".join(spelled[w] for w in words) if all(w in spelled for w in words) else None
 
     def _lookahead_table(self) -> dict[str, float] | None:
-        """{word prefix: best ln P(unigram) of the words it can become} (None: no vocabulary).
+        """{spelling prefix: best ln P(unigram) of the words it can become} (None: no vocabulary).
 
         With a lexicon, its keys are also the only spellings allowed.
         """
@@ -215,10 +262,10 @@ class PrefixSearch:
             return None
         unk = self.lm.unk_logp if self.lm is not None else 0.0
         table: dict[str, float] = {}
-        for word in words:
+        for word, spelling in self._spellings(words).items():
             logp = unigrams.get(word, unk) if unigrams else unk
-            for end in range(1, len(word) + 1):
-                prefix = word[:end]
+            for end in range(1, len(spelling) + 1):
+                prefix = spelling[:end]
                 if logp > table.get(prefix, NEG_INF):
                     table[prefix] = logp
         return table
@@ -254,54 +301,71 @@ class PrefixSearch:
                 return text[cut + 1 :]
         return "" if char == " " else None
 
-    def extend(self, prefix: _Prefix, token: int) -> _Prefix | None:
-        """The prefix followed by ``token`` (cached), or None when the lexicon forbids it."""
+    def extend(self, prefix: _Prefix, token: int) -> tuple[_Prefix, ...]:
+        """What ``prefix`` followed by ``token`` becomes (cached): nothing when the lexicon
+        forbids it, one prefix per word when a space ends a phone spelling several words
+        share (the LM scores each, here and on what follows)."""
         if prefix.children is None:
             prefix.children = {}
-        if token in prefix.children:
-            return prefix.children[token]
-        child = self._make_child(prefix, token)
-        prefix.children[token] = child
-        return child
+        children = prefix.children.get(token)
+        if children is None:
+            children = prefix.children[token] = self._make_children(prefix, token)
+        return children
 
-    def _make_child(self, prefix: _Prefix, token: int) -> _Prefix | None:
+    def _make_children(self, prefix: _Prefix, token: int) -> tuple[_Prefix, ...]:
         char = self.symbols[token]
         if token != self.space:
             partial = prefix.partial + char
             if self.lexicon is not None and partial not in self.lookahead:
-                return None
+                return ()
             hot = self._next_hot(prefix.hot, char)
-            return _Prefix(
-                prefix,
-                token,
-                partial,
-                prefix.lm_state,
-                prefix.fixed,
-                self._ahead(partial, hot),
-                hot,
-            )
-        word = prefix.partial  # a space ends a word: score it for real
-        if self.lexicon is not None and word not in self.lexicon:
-            return None
-        fixed, state = prefix.fixed + self.cfg.word_bonus, prefix.lm_state
-        if self.lm is not None:
-            state, logp = self.lm.score(state, word)
-            fixed += self.cfg.lm_weight * logp
+            ahead = self._ahead(partial, hot)
+            return (_Prefix(prefix, token, partial, prefix.lm_state, prefix.fixed, ahead, hot),)
+        # a space ends a word: score it for real
+        fixed = prefix.fixed + self.cfg.word_bonus
         if prefix.hot in self.hotwords:
             fixed += self.cfg.hotword_weight
         hot = self._next_hot(prefix.hot, " ")
-        return _Prefix(prefix, token, "", state, fixed, self._ahead("", hot), hot)
+        ahead = self._ahead("", hot)
+        children = []
+        for word in self._words_spelled(prefix.partial):
+            state, logp = prefix.lm_state, 0.0
+            if self.lm is not None:
+                state, logp = self.lm.score(prefix.lm_state, word)
+            score = fixed + self.cfg.lm_weight * logp
+            children.append(_Prefix(prefix, token, "", state, score, ahead, hot, word))
+        return tuple(children)
+
+    def _words_spelled(self, spelling: str) -> list[str]:
+        """The lexicon words a finished spelling can be (a letter model's: itself)."""
+        if self.homophones is not None:
+            words = self.homophones.get(spelling, [])
+            # without an LM nothing tells homophones apart: the likeliest stands for all
+            return words if self.lm is not None else words[:1]
+        if self.lexicon is not None and spelling not in self.lexicon:
+            return []
+        return [spelling]
 
     def final_score(self, prefix: _Prefix) -> tuple[_Prefix, float] | None:
-        """End of utterance: finish the last word and the sentence. None if not allowed."""
-        if prefix.partial:
-            prefix = self.extend(prefix, self.space)
-            if prefix is None:
-                return None
-        score = prefix.fixed
-        if self.lm is not None:
-            score += self.cfg.lm_weight * self.lm.finish(prefix.lm_state)
-        return prefix, score
+        """End of utterance: finish the last word and the sentence, keeping the homophone
+        that ends it best. None if not allowed."""
+        best = None
+        for end in self.extend(prefix, self.space) if prefix.partial else (prefix,):
+            score = end.fixed
+            if self.lm is not None:
+                score += self.cfg.lm_weight * self.lm.finish(end.lm_state)
+            if best is None or score > best[1]:
+                best = (end, score)
+        return best
+
+    def text_of(self, prefix: _Prefix) -> str:
+        """The finished words of ``prefix`` (its unfinished word left out)."""
+        words = []
+        while prefix.parent is not None:
+            if prefix.token == self.space:
+                words.append(prefix.word)
+            prefix = prefix.parent
+        return " ".join(reversed(words))
 
     def tokens_of(self, prefix: _Prefix) -> list[int]:
         tokens = []
@@ -312,8 +376,8 @@ class PrefixSearch:
         return tokens
 
     # --- the search -----------------------------------------------------------------------
-    def search(self, log_probs: np.ndarray) -> list[tuple[float, list[int]]]:
-        """log_probs [T, V] -> up to ``nbest`` (score, tokens), best first, distinct texts."""
+    def search(self, log_probs: np.ndarray) -> list[tuple[float, list[int], str]]:
+        """log_probs [T, V] -> up to ``nbest`` (score, tokens, text), best first, distinct texts."""
         beams = {self.root(): [0.0, NEG_INF]}  # prefix -> [ln p ending in blank, in a symbol]
         for frame in log_probs:
             beams = self._step(beams, frame)
@@ -341,12 +405,11 @@ class PrefixSearch:
                     add(prefix, 1, total + lp)  # leading or doubled space: same text
                 elif token == prefix.token:
                     add(prefix, 1, p_symbol + lp)  # a repeat merges...
-                    child = self.extend(prefix, token)  # ...unless a blank came between
-                    if child is not None and p_blank > NEG_INF:
-                        add(child, 1, p_blank + lp)
+                    if p_blank > NEG_INF:  # ...unless a blank came between
+                        for child in self.extend(prefix, token):
+                            add(child, 1, p_blank + lp)
                 else:
-                    child = self.extend(prefix, token)
-                    if child is not None:
+                    for child in self.extend(prefix, token):
                         add(child, 1, total + lp)
         return self._prune(nxt)
 
@@ -359,8 +422,8 @@ class PrefixSearch:
         floor = best[0][0] - BEAM_THRESHOLD
         return {p: beams[p] for score, _, p in best if score >= floor}
 
-    def _finish(self, beams: dict) -> list[tuple[float, list[int]]]:
-        by_text: dict[str, tuple[float, list[int]]] = {}
+    def _finish(self, beams: dict) -> list[tuple[float, list[int], str]]:
+        by_text: dict[str, tuple[float, list[int], str]] = {}
         for prefix, (p_blank, p_symbol) in beams.items():
             done = self.final_score(prefix)
             if done is None:
@@ -368,15 +431,15 @@ class PrefixSearch:
             end, lm_score = done
             score = _log_add(p_blank, p_symbol) + lm_score
             tokens = self.tokens_of(prefix)  # the tokens emitted: no virtual final space
-            text = "".join(self.symbols[t] for t in tokens).strip()
+            text = self.text_of(end)
             if text not in by_text or score > by_text[text][0]:
-                by_text[text] = (score, tokens)
+                by_text[text] = (score, tokens, text)
         if not by_text:  # no prefix ends on a lexicon word: keep the best one's whole words
             best = max(beams, key=lambda p: _log_add(*beams[p]) + p.fixed + p.ahead)
             score = _log_add(*beams[best]) + best.fixed
             while best.partial:
                 best = best.parent
-            return [(score, self.tokens_of(best))]
+            return [(score, self.tokens_of(best), self.text_of(best))]
         ranked = sorted(by_text.values(), key=lambda x: -x[0])
         return ranked[: self.cfg.nbest]
 
@@ -392,7 +455,7 @@ def _init_worker(search: PrefixSearch | tuple) -> None:
     _WORKER_SEARCH = search if isinstance(search, PrefixSearch) else PrefixSearch(*search)
 
 
-def _search_in_worker(log_probs: np.ndarray) -> list[tuple[float, list[int]]]:
+def _search_in_worker(log_probs: np.ndarray) -> list[tuple[float, list[int], str]]:
     return _WORKER_SEARCH.search(log_probs)
 
 
@@ -403,10 +466,10 @@ class BeamDecoder(Decoder):
     :meth:`close` (or use ``with``) to stop them early, else they end with the program.
     """
 
-    def __init__(self, cfg: DecodingConfig, tokenizer: CharTokenizer, workers: int = 1):
+    def __init__(self, cfg: DecodingConfig, tokenizer: Tokenizer, workers: int = 1):
         super().__init__(tokenizer)
         self.cfg = cfg
-        self.search = PrefixSearch(cfg, tokenizer.symbols, tokenizer.blank_id)
+        self.search = PrefixSearch(cfg, tokenizer)
         self.workers = max(1, workers)
         self._pool: ProcessPoolExecutor | None = None
 
@@ -417,7 +480,7 @@ class BeamDecoder(Decoder):
         results = self._run(utterances)
         return [self._hypotheses(u, r) for u, r in zip(utterances, results, strict=True)]
 
-    def _run(self, utterances: list[np.ndarray]) -> list[list[tuple[float, list[int]]]]:
+    def _run(self, utterances: list[np.ndarray]) -> list[list[tuple[float, list[int], str]]]:
         if self.workers == 1 or len(utterances) < 2:
             return [self.search.search(u) for u in utterances]
         return list(self._executor().map(_search_in_worker, utterances))
@@ -429,20 +492,20 @@ class BeamDecoder(Decoder):
                 context, init = multiprocessing.get_context("fork"), self.search
             else:
                 context = multiprocessing.get_context("spawn")
-                init = (self.cfg, self.tokenizer.symbols, self.tokenizer.blank_id)
+                init = (self.cfg, self.tokenizer)
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=context, initializer=_init_worker, initargs=(init,)
             )
         return self._pool
 
     def _hypotheses(
-        self, log_probs: np.ndarray, results: list[tuple[float, list[int]]]
+        self, log_probs: np.ndarray, results: list[tuple[float, list[int], str]]
     ) -> Hypothesis:
         hyps = []
-        for score, tokens in results:
+        for score, tokens, text in results:
             path = ctc_align(log_probs, tokens, self.tokenizer.blank_id)
             first = _first_frames(path, len(tokens))
-            hyps.append(Hypothesis(self.tokenizer.decode(tokens), score, tokens, first))
+            hyps.append(Hypothesis(text, score, tokens, first))
         best = hyps[0]
         best.alternatives = hyps[1:]
         return best

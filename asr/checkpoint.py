@@ -28,7 +28,7 @@ import torch
 from asr.features import FeatureSpec, LogMel
 from asr.io_utils import atomic_write
 from asr.model import CTCModel, ModelDims
-from asr.text import CharTokenizer
+from asr.text import Tokenizer, tokenizer_from_dict
 
 FORMAT = "asr-checkpoint"
 FORMAT_VERSION = 1
@@ -107,7 +107,7 @@ class LoadedModel:
 
     features: LogMel
     model: CTCModel
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     state: dict[str, Any]
 
 
@@ -122,7 +122,7 @@ def build_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") 
         stats = state.get("feature_stats")
         if stats is not None:
             features.set_global_stats(stats["mean"], stats["std"])
-        tokenizer = CharTokenizer.from_dict(state["tokenizer"])
+        tokenizer = tokenizer_from_dict(state["tokenizer"])
     except (TypeError, KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: inconsistent checkpoint ({_first_line(exc)})") from None
     if len(tokenizer) != dims.vocab_size:

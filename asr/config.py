@@ -38,6 +38,9 @@ class DataConfig:
     # "utterance" features are normalised per clip; "global" statistics come from up to
     # this many training utterances
     stats_utterances: int = 2000
+    # output units: "char" (letters, space, apostrophe, digits) or "phone" (espeak-ng's
+    # en-us phones, asr.phones; decode with beam search over a lexicon)
+    units: str = "char"
 
 
 @dataclass

@@ -22,7 +22,7 @@ from asr.augment import WaveAugmentSpec, augment_wave, clip_generator
 from asr.feature_cache import FeatureCache
 from asr.features import LogMel, num_frames
 from asr.manifest import Utterance
-from asr.text import CharTokenizer, normalize_text
+from asr.text import Tokenizer, normalize_text
 
 
 @dataclass
@@ -57,7 +57,7 @@ class SpeechDataset(Dataset):
         self,
         utterances: Sequence[Utterance],
         features: LogMel | None,
-        tokenizer: CharTokenizer | None = None,
+        tokenizer: Tokenizer | None = None,
         sample_rate: int = 16000,
         augment: WaveAugmentSpec | None = None,
         seed: int = 0,
@@ -300,7 +300,7 @@ def worker_init(_: int) -> None:
 
 def filter_utterances(
     utterances: Sequence[Utterance],
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     frames_to_outputs,
     sample_rate: int,
     hop_length: int,
@@ -333,7 +333,8 @@ def filter_utterances(
         elif tokenizer.unknown_characters(text):
             counts["unknown_chars"] += 1
         else:
-            needed = len(text) + sum(a == b for a, b in zip(text, text[1:], strict=False))
+            tokens = tokenizer.encode(text)
+            needed = len(tokens) + sum(a == b for a, b in zip(tokens, tokens[1:], strict=False))
             frames = estimated_frames(utt.duration, sample_rate, hop_length)
             if int(frames_to_outputs(torch.tensor([frames]))[0]) < needed:
                 counts["too_short_for_text"] += 1

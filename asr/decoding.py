@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from asr.text import CharTokenizer
+from asr.text import Tokenizer
 
 
 @dataclass
@@ -51,7 +51,7 @@ def ctc_collapse(best: list[int], blank: int) -> tuple[list[int], list[int]]:
 
 
 def greedy_decode(
-    log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: CharTokenizer
+    log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: Tokenizer
 ) -> list[Hypothesis]:
     """Best path decoding of log_probs [B, T, V] with valid lengths [B]."""
     best_scores, best = log_probs.max(dim=-1)  # [B, T]
@@ -68,7 +68,7 @@ def greedy_decode(
 class Decoder:
     """The decoding interface: ``decoder(log_probs, lengths) -> list[Hypothesis]``."""
 
-    def __init__(self, tokenizer: CharTokenizer):
+    def __init__(self, tokenizer: Tokenizer):
         self.tokenizer = tokenizer
 
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[Hypothesis]:
@@ -129,15 +129,19 @@ def ctc_align(log_probs: np.ndarray | torch.Tensor, tokens: list[int], blank: in
 def timed_words(
     log_probs: np.ndarray | torch.Tensor,
     tokens: list[int],
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     frame_seconds: float,
+    words: list[str] | None = None,
 ) -> list[Word]:
     """Words of ``tokens`` with times and confidences, from their CTC alignment.
 
     log_probs [T, V] of one utterance (valid frames only); ``tokens`` as in a
     :class:`Hypothesis` (spaces separate words); ``frame_seconds``: the model's output frame
-    step (feature hop x subsampling). The alignment is the best path spelling ``tokens``
-    (:func:`ctc_align`; for a greedy hypothesis that is its own arg-max path).
+    step (feature hop x subsampling). ``words``: the hypothesis's words, one per run of
+    tokens between spaces, when the tokens do not spell them (a phone model's beam search
+    chose among homophones); otherwise the tokenizer decodes each run. The alignment is the
+    best path spelling ``tokens`` (:func:`ctc_align`; for a greedy hypothesis that is its own
+    arg-max path).
 
     A word spans the frames from its first letter's first to its last letter's last.
     Output frame t is centred on t * frame_seconds (centred STFT frames, centred strided
@@ -163,14 +167,16 @@ def timed_words(
             last[index] = t
     aligned = np.where(path >= 0, np.asarray(tokens + [0])[path], tokenizer.blank_id)
     posterior = np.exp(lp[np.arange(len(path)), aligned]) if len(path) else np.zeros(0)
-    words = []
-    for span in _word_spans(tokens, tokenizer.space_id):
+    spans = _word_spans(tokens, tokenizer.space_id)
+    if words is None or len(words) != len(spans):
+        words = [tokenizer.decode(tokens[i] for i in span) for span in spans]
+    timed = []
+    for span, text in zip(spans, words, strict=True):
         begin, end = first[span[0]], last[span[-1]]
-        text = tokenizer.decode(tokens[i] for i in span)
         confidence = float(posterior[begin : end + 1].mean())
         start = max(0.0, (begin - 0.5) * frame_seconds)
-        words.append(Word(text, start, (end + 0.5) * frame_seconds, min(1.0, confidence)))
-    return words
+        timed.append(Word(text, start, (end + 0.5) * frame_seconds, min(1.0, confidence)))
+    return timed
 
 
 def _word_spans(tokens: list[int], space: int) -> list[list[int]]:

@@ -46,12 +46,12 @@ from asr.model import CTCModel
 from asr.report import ErrorReport, get_normalizer, read_training_curves
 from asr.report_html import html_report
 from asr.report_text import errors_text, markdown_report
-from asr.text import CharTokenizer, normalize_text
+from asr.text import Tokenizer, normalize_text
 
 log = logging.getLogger("asr.evaluate")
 
 
-def make_decoder(cfg: DecodingConfig, tokenizer: CharTokenizer, workers: int = 1) -> Decoder:
+def make_decoder(cfg: DecodingConfig, tokenizer: Tokenizer, workers: int = 1) -> Decoder:
     """The decoder the config asks for; ``workers``: beam search processes."""
     if cfg.method == "greedy":
         return GreedyDecoder(tokenizer)
@@ -66,7 +66,7 @@ def make_decoder(cfg: DecodingConfig, tokenizer: CharTokenizer, workers: int = 1
 def decode_utterances(
     model: CTCModel,
     features: LogMel,
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     utterances: Sequence[Utterance],
     device: torch.device,
     max_batch_seconds: float = 200.0,

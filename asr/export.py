@@ -30,7 +30,7 @@ from asr.checkpoint import CheckpointError, LoadedModel, build_from_checkpoint
 from asr.features import FeatureSpec, LogMel
 from asr.io_utils import atomic_write
 from asr.model import ModelDims
-from asr.text import CharTokenizer
+from asr.text import tokenizer_from_dict
 
 EXPORT_VERSION = 1
 METADATA_KEY = "asr"  # TorchScript extra file "asr" / ONNX metadata_props key "asr"
@@ -226,7 +226,7 @@ def build_from_export(path: str | Path, device: str | torch.device = "cpu") -> L
         if "feature_stats" in meta:
             stats = meta["feature_stats"]
             features.set_global_stats(torch.tensor(stats["mean"]), torch.tensor(stats["std"]))
-        tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
+        tokenizer = tokenizer_from_dict(meta["tokenizer"])
         if len(tokenizer) != dims.vocab_size:
             raise CheckpointError(
                 f"{path}: tokenizer has {len(tokenizer)} symbols "

@@ -18,6 +18,7 @@ import ctypes
 import os
 import re
 import threading
+from collections.abc import Sequence
 from ctypes import c_char_p, c_int, c_uint, c_void_p
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ _EVENT_MSG_TERMINATED = 6
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _EE_OK = 0
+_PHONEME_SEPARATOR = ord("_") << 8  # phonememode bits 8-23: the character between phonemes
 _PARAM_RATE, _PARAM_VOLUME, _PARAM_PITCH, _PARAM_RANGE, _PARAM_WORDGAP = 1, 2, 3, 4, 7
 
 _TAIL_KEEP = 0.1  # seconds of silence kept after the last voiced sample
@@ -175,6 +177,19 @@ class _Engine:
         samples = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.int16)
         return samples, self.word_events
 
+    def phonemes(self, text: str) -> str:
+        """espeak-ng's phoneme mnemonics for ``text``: phonemes joined by "_", words by " "."""
+        buffer = ctypes.create_string_buffer(text.encode("utf-8"))
+        pointer = c_void_p(ctypes.addressof(buffer))
+        clauses = []
+        # one clause per call; the library advances the pointer and sets it to NULL at the end
+        while pointer.value:
+            result = self.lib.espeak_TextToPhonemes(
+                ctypes.byref(pointer), _CHARS_UTF8, _PHONEME_SEPARATOR
+            )
+            clauses.append((result or b"").decode("utf-8", "replace").strip())
+        return " ".join(c for c in clauses if c)
+
 
 def _declare(lib: ctypes.CDLL) -> None:
     lib.espeak_Initialize.argtypes = [c_int, c_int, c_char_p, c_int]
@@ -190,6 +205,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.espeak_Synth.restype = c_int
     lib.espeak_Synchronize.argtypes = []
     lib.espeak_Synchronize.restype = c_int
+    lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(c_void_p), c_int, c_int]
+    lib.espeak_TextToPhonemes.restype = c_char_p
 
 
 _engine: _Engine | None = None
@@ -250,6 +267,14 @@ class Espeak:
         audio = audio[: min(len(audio), voiced_end + int(_TAIL_KEEP * sample_rate))]
         words = _word_times(text, events, voiced_end / sample_rate)
         return SynthResult(audio, sample_rate, words)
+
+    def phonemes(self, words: Sequence[str], voice: str = "en-us") -> list[str]:
+        """espeak-ng's pronunciation of each word, as phoneme mnemonics ("hello" ->
+        "h_@_l_'oU"; a word read as several, such as "1990", has spaces between them)."""
+        with _lock:
+            engine = _get_engine()
+            engine.set_voice(voice)
+            return [engine.phonemes(word) for word in words]
 
 
 def _voiced_end(audio: np.ndarray, sample_rate: int) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from typing import Protocol
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'", "`": "'"})
 _SEPARATORS = re.compile(r"[-\u2010-\u2015\u2212/\u2044\u2215\\_]+")
@@ -35,6 +36,22 @@ def normalize_text(text: str) -> str:
     text = _DROP.sub("", text)
     text = _LONE_APOSTROPHE.sub("", text)
     return _SPACES.sub(" ", text).strip()
+
+
+class Tokenizer(Protocol):
+    """What training and decoding need of a tokenizer (:class:`CharTokenizer`,
+    :class:`asr.phones.PhoneTokenizer`): id 0 is the CTC blank, ``space_id`` ends a word."""
+
+    symbols: list[str]
+    blank_id: int
+
+    def __len__(self) -> int: ...
+    @property
+    def space_id(self) -> int: ...
+    def encode(self, text: str) -> list[int]: ...
+    def decode(self, ids: Iterable[int]) -> str: ...
+    def unknown_characters(self, text: str) -> set[str]: ...
+    def to_dict(self) -> dict: ...
 
 
 class UnknownCharacterError(ValueError):
@@ -102,3 +119,26 @@ class CharTokenizer:
         if state.get("type") != "char":
             raise ValueError(f"unknown tokenizer type {state.get('type')!r}")
         return cls(state["symbols"])
+
+
+UNITS = ("char", "phone")
+
+
+def build_tokenizer(units: str, texts: Iterable[str]) -> Tokenizer:
+    """A tokenizer of ``units`` ("char" or "phone", :mod:`asr.phones`) for normalised texts."""
+    if units == "char":
+        return CharTokenizer.from_texts(texts)
+    if units == "phone":
+        from asr.phones import PhoneTokenizer  # espeak-ng is only needed for phone models
+
+        return PhoneTokenizer.from_texts(texts)
+    raise ValueError(f"units must be one of {', '.join(UNITS)}, got {units!r}")
+
+
+def tokenizer_from_dict(state: dict) -> Tokenizer:
+    """Rebuild the tokenizer a checkpoint stored (its ``to_dict``)."""
+    if isinstance(state, dict) and state.get("type") == "phone":
+        from asr.phones import PhoneTokenizer
+
+        return PhoneTokenizer.from_dict(state)
+    return CharTokenizer.from_dict(state)

@@ -61,7 +61,7 @@ from asr.runtime import (
     set_rng_state,
     set_threads,
 )
-from asr.text import CharTokenizer, normalize_text
+from asr.text import UNITS, build_tokenizer, normalize_text, tokenizer_from_dict
 
 log = logging.getLogger("asr.train")
 
@@ -166,6 +166,8 @@ class Trainer:
             raise TrainingError(
                 f"data.feature_placement must be auto|workers|device, got {placement!r}"
             )
+        if cfg.data.units not in UNITS:
+            raise TrainingError(f"data.units must be char|phone, got {cfg.data.units!r}")
         if placement == "device" and cfg.data.feature_cache:
             raise TrainingError(
                 "data.feature_cache needs features computed in the data-loader workers: "
@@ -248,9 +250,17 @@ class Trainer:
         )
         self.dev = read_manifests(cfg.data.dev_manifests) if cfg.data.dev_manifests else []
         if self.resume_state is not None:
-            self.tokenizer = CharTokenizer.from_dict(self.resume_state["tokenizer"])
+            self.tokenizer = tokenizer_from_dict(self.resume_state["tokenizer"])
+            stored = self.tokenizer.to_dict()["type"]
+            if stored != cfg.data.units:
+                raise TrainingError(
+                    f"the checkpoint to resume has {stored} units, data.units is "
+                    f"{cfg.data.units}: start a fresh run folder or set data.units={stored}"
+                )
         else:
-            self.tokenizer = CharTokenizer.from_texts(normalize_text(u.text) for u in train)
+            self.tokenizer = build_tokenizer(
+                cfg.data.units, (normalize_text(u.text) for u in train)
+            )
         self.spec = FeatureSpec(**asdict(cfg.features))
         self.features = LogMel(self.spec)
         dims = ModelDims(

@@ -141,7 +141,11 @@ class Transcriber:
             (
                 hyp,
                 timed_words(
-                    log_probs[b, :n], hyp.tokens, self.loaded.tokenizer, self.frame_seconds
+                    log_probs[b, :n],
+                    hyp.tokens,
+                    self.loaded.tokenizer,
+                    self.frame_seconds,
+                    hyp.text.split(),
                 ),
             )
             for b, (hyp, n) in enumerate(zip(hyps, lengths.tolist(), strict=True))

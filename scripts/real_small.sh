@@ -2,7 +2,9 @@
 # The real-voice recipe (issue 5) end to end on CPU: espeak-ng voices reading lm_text
 # (cached), training on Kathleen + FSDD + that synthetic speech, a word 3-gram LM from
 # lm_text and the training transcripts, LM weight and word bonus tuned on both dev sets
-# together, then greedy and beam+LM reports (beam of 64). Beam search keeps to the LM's words
+# together, then greedy and beam+LM reports (beam of 64). The model outputs phones
+# (data.units=phone); greedy decoding reads them back with the training transcripts' words,
+# beam search with the LM's words. Beam search keeps to the LM's words
 # (`--lexicon lm`): better on Kathleen dev than lexicon-free (0.530 against 0.562 WER with the
 # full recipe's model), the same on FSDD. Run through `make real` or `make real-fast`,
 # which put .venv/bin on PATH. EXP=real_small_fast for the fast variant.
@@ -27,7 +29,7 @@ echo "== 3/5 word 3-gram LM: lm_text + training transcripts"
 echo "== 4/5 LM weight x word bonus on both dev sets"
 # shellcheck disable=SC2086
 asr-lm tune -m "$RUN/best.pt" --manifest $DEV --lm "$RUN/lm3.arpa" --workers 2 --lexicon lm \
-    --beam-size "$BEAM" --lm-weights 0.3,0.5,0.7,1.0,1.5 --word-bonuses=-1,0,1,2,3 \
+    --beam-size "$BEAM" --lm-weights 0.3,0.5,0.7,1.0 --word-bonuses=-2,-1,0,1,2 \
     --json "$RUN/lm_tuning.json"
 read -r WEIGHT BONUS < <(python -c 'import json, sys
 best = json.load(open(sys.argv[1]))["best"]

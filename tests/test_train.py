@@ -174,3 +174,26 @@ def test_a_fresh_run_refuses_a_folder_with_another_runs_checkpoints(
     assert summary == first  # a finished run is left as it was, its timing included
     lines = (tmp_path / "dev_metrics.jsonl").read_text().splitlines()
     assert lines and all(line.startswith("{") and line.endswith("}") for line in lines)
+
+
+def test_phone_units_train_save_and_refuse_a_mismatched_resume(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    from asr.phones import PhoneTokenizer
+
+    overrides = tiny_overrides(
+        tiny_corpus, **{"train.max_steps": 2, "train.checkpoint_every": 1, "data.units": "phone"}
+    )
+    summary = train(compose_train(overrides), tmp_path / "run")
+    assert summary["steps"] == 2
+    loaded = build_from_checkpoint(list_checkpoints(tmp_path / "run")[-1])
+    assert isinstance(loaded.tokenizer, PhoneTokenizer)
+    assert "hello" not in loaded.tokenizer.words.values()  # only the training words
+    text = normalize_text(read_manifest(tiny_corpus / "train.jsonl")[0].text)
+    assert loaded.tokenizer.decode(loaded.tokenizer.encode(text)).split()[0] in text.split()
+    char_resume = [*overrides, "data.units=char", "train.resume=auto"]
+    with pytest.raises(TrainingError, match="phone units"):
+        Trainer(compose_train(char_resume), tmp_path / "run")
+    bad = tiny_overrides(tiny_corpus, **{"data.units": "letters"})
+    with pytest.raises(TrainingError, match="data.units"):
+        Trainer(compose_train(bad), tmp_path / "bad")
