@@ -10,15 +10,19 @@ chosen by ``decoding.method=beam``. Settings (:class:`asr.config.DecodingConfig`
   arrives; meanwhile an unfinished word is charged an estimate, the best unigram log-prob of
   the LM words it can still become (or the LM's ``<unk>`` log-prob when it can become none),
   so that prefixes mid-word and just past a word compete fairly.
-- ``lexicon``: "" decodes lexicon-free (any spelling); a file with one word per line (first
+- ``lexicon``: "" decodes lexicon-free (any spelling; a phone model, whose phones spell no
+  word by themselves, keeps to its training words); a file with one word per line (first
   column; extra columns, e.g. spellings, ignored) or ``"lm"`` (the ARPA file's words) admits
-  only those words.
+  only those words. A phone model spells each by espeak-ng's pronunciation
+  (:mod:`asr.phones`); words that sound alike are all tried, and the LM tells them apart.
 - ``hotwords`` / ``hotword_weight``: words or phrases to favour. A whole hotword that ends
   at a word boundary adds ``hotword_weight`` (natural log units: a factor of e**weight on
   its probability) and never more, however long it is; while it is being spelled it earns
-  the bonus in proportion to the characters matched so far, and loses it again if the word
-  turns out different. The weight must lie in [0, MAX_HOTWORD_WEIGHT]. In a lexicon the
-  hotwords are added to it; the LM still scores them as it scores any word.
+  the bonus in proportion to the characters (phones) matched so far, and loses it again if
+  the word turns out different. The weight must lie in [0, MAX_HOTWORD_WEIGHT]. In a lexicon
+  the hotwords are added to it; the LM still scores them as it scores any word. A phone
+  model matches a hotword by its sound; at its end only the word itself, not a homophone,
+  earns the bonus.
 - ``nbest``: hypotheses per utterance; the best is returned, the others, best first, in its
   ``alternatives``. Scores are the decoding scores above, finished with the LM's ``</s>``.
 
@@ -203,16 +207,22 @@ class PrefixSearch:
             self.symbols = list(tokenizer.symbols)
         self.lm = WordLM(cfg.lm_path) if cfg.lm_path else None
         hotwords = {h for h in (normalize_text(w) for w in cfg.hotwords) if h}
-        self.lexicon = self._lexicon(cfg.lexicon, hotwords)
+        self.hot_words = {w for h in hotwords for w in h.split()}
+        self.lexicon = self._lexicon(cfg.lexicon)
         self.homophones = self._spell_lexicon()
-        self.hotwords = {s for s in (self._spell_phrase(h) for h in hotwords) if s}
+        self.hotwords = {self._spell_phrase(h) for h in hotwords}
         self.lookahead = self._lookahead_table()
         self.hot_partial = self._hotword_table()
 
-    def _lexicon(self, spec: str, hotwords: set[str]) -> set[str] | None:
+    def _lexicon(self, spec: str) -> set[str] | None:
         if not spec:
             if self.phones:  # phones spell no words by themselves: the training words
-                return set(self.tokenizer.words.values()) | {w for h in hotwords for w in h.split()}
+                if not self.tokenizer.known_words:
+                    raise ValueError(
+                        "this phone model holds no training words to decode into: set "
+                        "decoding.lexicon to a word list or to lm"
+                    )
+                return self.tokenizer.known_words | self.hot_words
             return None
         if spec == "lm":
             if self.lm is None or self.lm.unigrams is None:
@@ -220,7 +230,7 @@ class PrefixSearch:
             words = set(self.lm.unigrams)
         else:
             words = read_lexicon(spec)
-        return words | {w for h in hotwords for w in h.split()}
+        return words | self.hot_words
 
     def _spell_lexicon(self) -> dict[str, list[str]] | None:
         """{spelling: its words, most probable first} for a phone model (None for letters)."""
@@ -230,9 +240,18 @@ class PrefixSearch:
         homophones: dict[str, list[str]] = {}
         for word, spelling in self._spellings(self.lexicon).items():
             homophones.setdefault(spelling, []).append(word)
-        trained = set(self.tokenizer.words.values())  # the training transcripts' choices
+        # without an LM the first stands for all: hotwords, then the training words by
+        # frequency; with one, the order only breaks ties
+        rank = {w: i for words in self.tokenizer.words.values() for i, w in enumerate(words)}
         for words in homophones.values():
-            words.sort(key=lambda w: (-unigrams.get(w, NEG_INF), w not in trained, w))
+            words.sort(
+                key=lambda w: (
+                    w not in self.hot_words,
+                    -unigrams.get(w, NEG_INF),
+                    rank.get(w, len(rank)),
+                    w,
+                )
+            )
         return homophones
 
     def _spellings(self, words) -> dict[str, str]:
@@ -246,10 +265,12 @@ class PrefixSearch:
             if phones
         }
 
-    def _spell_phrase(self, phrase: str) -> str | None:
+    def _spell_phrase(self, phrase: str) -> str:
         spelled = self._spellings(phrase.split())
-        words = phrase.split()
-        return " ".join(spelled[w] for w in words) if all(w in spelled for w in words) else None
+        missing = [w for w in phrase.split() if w not in spelled]
+        if missing:
+            raise ValueError(f"hotword {phrase!r}: espeak-ng gives no phones for {missing[0]!r}")
+        return " ".join(spelled[w] for w in phrase.split())
 
     def _lookahead_table(self) -> dict[str, float] | None:
         """{spelling prefix: best ln P(unigram) of the words it can become} (None: no vocabulary).
@@ -322,18 +343,19 @@ class PrefixSearch:
             ahead = self._ahead(partial, hot)
             return (_Prefix(prefix, token, partial, prefix.lm_state, prefix.fixed, ahead, hot),)
         # a space ends a word: score it for real
-        fixed = prefix.fixed + self.cfg.word_bonus
-        if prefix.hot in self.hotwords:
-            fixed += self.cfg.hotword_weight
+        hot_end = prefix.hot in self.hotwords
         hot = self._next_hot(prefix.hot, " ")
         ahead = self._ahead("", hot)
         children = []
         for word in self._words_spelled(prefix.partial):
-            state, logp = prefix.lm_state, 0.0
+            fixed, state = prefix.fixed + self.cfg.word_bonus, prefix.lm_state
             if self.lm is not None:
-                state, logp = self.lm.score(prefix.lm_state, word)
-            score = fixed + self.cfg.lm_weight * logp
-            children.append(_Prefix(prefix, token, "", state, score, ahead, hot, word))
+                state, logp = self.lm.score(state, word)
+                fixed += self.cfg.lm_weight * logp
+            # a phone hotword matches by sound: only the homophone that is the word earns it
+            if hot_end and (not self.phones or word in self.hot_words):
+                fixed += self.cfg.hotword_weight
+            children.append(_Prefix(prefix, token, "", state, fixed, ahead, hot, word))
         return tuple(children)
 
     def _words_spelled(self, spelling: str) -> list[str]:
@@ -346,17 +368,17 @@ class PrefixSearch:
             return []
         return [spelling]
 
-    def final_score(self, prefix: _Prefix) -> tuple[_Prefix, float] | None:
-        """End of utterance: finish the last word and the sentence, keeping the homophone
-        that ends it best. None if not allowed."""
-        best = None
-        for end in self.extend(prefix, self.space) if prefix.partial else (prefix,):
+    def final_scores(self, prefix: _Prefix) -> list[tuple[_Prefix, float]]:
+        """End of utterance: each way to finish the last word (one per homophone) and the
+        sentence, with its LM, bonus and hotword score. Empty if none is allowed."""
+        ends = self.extend(prefix, self.space) if prefix.partial else (prefix,)
+        scored = []
+        for end in ends:
             score = end.fixed
             if self.lm is not None:
                 score += self.cfg.lm_weight * self.lm.finish(end.lm_state)
-            if best is None or score > best[1]:
-                best = (end, score)
-        return best
+            scored.append((end, score))
+        return scored
 
     def text_of(self, prefix: _Prefix) -> str:
         """The finished words of ``prefix`` (its unfinished word left out)."""
@@ -425,15 +447,12 @@ class PrefixSearch:
     def _finish(self, beams: dict) -> list[tuple[float, list[int], str]]:
         by_text: dict[str, tuple[float, list[int], str]] = {}
         for prefix, (p_blank, p_symbol) in beams.items():
-            done = self.final_score(prefix)
-            if done is None:
-                continue
-            end, lm_score = done
-            score = _log_add(p_blank, p_symbol) + lm_score
             tokens = self.tokens_of(prefix)  # the tokens emitted: no virtual final space
-            text = self.text_of(end)
-            if text not in by_text or score > by_text[text][0]:
-                by_text[text] = (score, tokens, text)
+            for end, lm_score in self.final_scores(prefix):
+                score = _log_add(p_blank, p_symbol) + lm_score
+                text = self.text_of(end)
+                if text not in by_text or score > by_text[text][0]:
+                    by_text[text] = (score, tokens, text)
         if not by_text:  # no prefix ends on a lexicon word: keep the best one's whole words
             best = max(beams, key=lambda p: _log_add(*beams[p]) + p.fixed + p.ahead)
             score = _log_add(*beams[best]) + best.fixed

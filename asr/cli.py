@@ -78,6 +78,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from asr.audio import AudioError
     from asr.checkpoint import CheckpointError
     from asr.manifest import ManifestError
+    from asr.synth import SynthError
     from asr.text import UnknownCharacterError
     from asr.train import TrainingError
 
@@ -85,6 +86,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         AudioError,
         CheckpointError,
         ManifestError,
+        SynthError,
         UnknownCharacterError,
         TrainingError,
         ValueError,

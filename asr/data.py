@@ -311,8 +311,9 @@ def filter_utterances(
     for the others (:func:`asr.manifest.subset` takes the kept ones).
 
     Reasons: ``too_long`` (over ``max_duration`` s), ``too_short`` (under ``min_duration``),
-    ``unknown_chars`` (text outside the vocabulary), ``empty_text``, and ``too_short_for_text``
-    (fewer output frames than CTC needs: one per token plus one per repeated pair).
+    ``unknown_chars`` (text outside the vocabulary; for phones, a word espeak-ng gives no
+    phones), ``empty_text``, and ``too_short_for_text`` (fewer output frames than CTC
+    needs: one per token plus one per repeated pair).
     """
     kept: list[int] = []
     counts = {

@@ -15,10 +15,12 @@ are not sounds (``;`` palatal colouring, ``|``, ``!``) are dropped.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable
 
 from asr.synth import Espeak
+from asr.text import UnknownCharacterError
 
 VOICE = "en-us"
 # espeak-ng en-us phonemes after the merges below: 52, by frequency in lm_text
@@ -31,63 +33,81 @@ PHONES = (
 _MERGE = {
     "t#": "t", "t2": "t", "I#": "I", "I2": "I", "@2": "@", "@-": "@", "a#": "@",
     "i@3": "i@", "aI3": "aI@", "r-": "r", "n-": "n", "O2": "O:", "O": "O:", "O~": "O:",
-    "A~": "A:", "x": "k", "?": "t",
+    "A~": "A:", "a:": "A:", "x": "k", "?": "t",
 }  # fmt: skip
 _PHONE_SET = frozenset(PHONES)
+_MARKERS = frozenset({"", ";", "|", "!"})  # not sounds: palatal colouring, boundaries
+_WARNED: set[str] = set()
+log = logging.getLogger("asr.phones")
 
 
-def phones_of(mnemonics: str) -> tuple[str, ...]:
-    """espeak-ng mnemonics ("n_'aI_n_t_i:_n_h_'V_n_d_r_I2_d n_'aI_n_t_i") -> PHONES."""
+def phones_of(mnemonics: str, unmapped: set[str] | None = None) -> tuple[str, ...]:
+    """espeak-ng mnemonics ("n_'aI_n_t_i:_n_h_'V_n_d_r_I2_d n_'aI_n_t_i") -> PHONES.
+
+    Symbols outside the inventory (other than the markers) are left out rather than fail
+    on one odd word, and added to ``unmapped`` when given.
+    """
     phones = []
     for symbol in mnemonics.replace(" ", "_").split("_"):
         symbol = symbol.replace("'", "").replace(",", "")
         symbol = _MERGE.get(symbol, symbol)
         if symbol in _PHONE_SET:
             phones.append(symbol)
-        # anything else (the markers ; | !, a symbol new in another espeak-ng) is not a
-        # sound the inventory has: leave it out rather than fail on one odd word
+        elif unmapped is not None and symbol not in _MARKERS:
+            unmapped.add(symbol)
     return tuple(phones)
 
 
 def pronounce(words: Iterable[str]) -> dict[str, tuple[str, ...]]:
-    """{word: its phones} for distinct normalised words (51k words take about a second)."""
+    """{word: its phones} for distinct normalised words (lm_text's 51k words: 1-7 s)."""
     unique = sorted(set(words))
     mnemonics = Espeak().phonemes(unique, VOICE)
-    return {w: phones_of(m) for w, m in zip(unique, mnemonics, strict=True)}
+    unmapped: set[str] = set()
+    spelled = {w: phones_of(m, unmapped) for w, m in zip(unique, mnemonics, strict=True)}
+    if unmapped - _WARNED:
+        # none in lm_text's 51k words: a new espeak-ng or unusual text
+        log.warning("espeak-ng symbols outside the phone set, left out: %s", sorted(unmapped))
+        _WARNED.update(unmapped)
+    return spelled
 
 
 class PhoneTokenizer:
     """Phones <-> ids: id 0 the CTC blank, id 1 the word boundary " ", then :data:`PHONES`.
 
     ``encode`` spells each word of a normalised text by :func:`pronounce` (cached).
-    ``decode`` turns phone words back into text with the words of the training transcripts
-    (``words``: phone spelling -> the most frequent word with it); a spelling no training
-    word has is written as its phones between slashes. Beam search with a lexicon is how a
-    phone model is meant to be decoded; greedy decoding is the quick look.
+    ``words`` holds the training transcripts' words by spelling, most frequent first
+    (``{"t u:": ["to", "two", "too"]}``): the lexicon of a beam search given none, and what
+    ``decode`` turns phone words back into (the first word; a spelling no training word has
+    is written as its phones between slashes). Beam search with a lexicon is how a phone
+    model is meant to be decoded; greedy decoding is the quick look.
     """
 
     BLANK = "<blank>"
     blank_id = 0
 
-    def __init__(self, words: dict[str, str] | None = None):
+    def __init__(self, words: dict[str, list[str]] | None = None):
         self.symbols: list[str] = [self.BLANK, " ", *PHONES]
         self._ids = {s: i for i, s in enumerate(self.symbols)}
-        self.words: dict[str, str] = dict(words or {})  # "h @ l oU" -> "hello"
+        self.words: dict[str, list[str]] = {k: list(v) for k, v in (words or {}).items()}
         self._cache: dict[str, tuple[str, ...]] = {}
 
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> PhoneTokenizer:
-        """Learn the spelling -> word table from normalised training texts."""
+        """Learn the spelling -> words table from normalised training texts."""
         counts = Counter(w for text in texts for w in text.split())
         tokenizer = cls()
         spelled = tokenizer.pronunciations(counts)
-        best: dict[str, tuple[int, str]] = {}
-        for word, count in counts.items():
-            key = " ".join(spelled[word])
-            if key and (key not in best or (count, word) > best[key]):
-                best[key] = (count, word)
-        tokenizer.words = {key: word for key, (_, word) in sorted(best.items())}
+        words: dict[str, list[str]] = {}
+        for word, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0])):
+            if spelled[word]:
+                words.setdefault(" ".join(spelled[word]), []).append(word)
+        tokenizer.words = dict(sorted(words.items()))
         return tokenizer
+
+    @property
+    def known_words(self) -> set[str]:
+        """Every training word (with phones)."""
+        return {w for words in self.words.values() for w in words}
 
     def __len__(self) -> int:
         return len(self.symbols)
@@ -105,10 +125,14 @@ class PhoneTokenizer:
         return {w: self._cache[w] for w in words}
 
     def encode(self, text: str) -> list[int]:
-        """Phone ids of normalised ``text``, " " between words."""
+        """Phone ids of normalised ``text``, " " between words; a word without phones raises."""
         spelled = self.pronunciations(text.split())
         ids: list[int] = []
         for word in text.split():
+            if not spelled[word]:
+                raise UnknownCharacterError(
+                    f"espeak-ng gives no phones for {word!r} (text: {text[:60]!r})"
+                )
             if ids:
                 ids.append(self.space_id)
             ids.extend(self._ids[p] for p in spelled[word])
@@ -124,8 +148,8 @@ class PhoneTokenizer:
         for i in [*ids, self.space_id]:
             if i == self.space_id:
                 if current:
-                    key = " ".join(current)
-                    words.append(self.words.get(key) or "/" + "".join(current) + "/")
+                    known = self.words.get(" ".join(current))
+                    words.append(known[0] if known else "/" + "".join(current) + "/")
                 current = []
             elif i != self.blank_id:
                 current.append(self.symbols[i])
@@ -140,4 +164,6 @@ class PhoneTokenizer:
             raise ValueError(f"unknown tokenizer type {state.get('type')!r}")
         if tuple(state.get("phones", ())) != PHONES:
             raise ValueError("the checkpoint's phone inventory differs from this version's")
-        return cls(state.get("words", {}))
+        # early phone checkpoints kept only the most frequent word of each spelling
+        words = {k: [v] if isinstance(v, str) else v for k, v in state.get("words", {}).items()}
+        return cls(words)

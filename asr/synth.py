@@ -8,8 +8,8 @@ per-word start/end times.
 
 libespeak-ng keeps its state (current voice, parameters, callback) in C globals, so there
 is one engine per process. :class:`Espeak` objects are thin handles onto it: the library is
-initialised lazily, in the process that first synthesises (a forked child re-initialises
-its own copy), and calls are serialised by a lock.
+initialised lazily, in the process that first synthesises or asks for phonemes (a forked
+child re-initialises its own copy), and calls are serialised by a lock.
 """
 
 from __future__ import annotations
@@ -225,8 +225,8 @@ class Espeak:
     """Handle onto the process-wide espeak-ng engine.
 
     libespeak-ng has global state, so every ``Espeak`` in a process shares one engine and
-    calls are serialised. The library is initialised on the first :meth:`synthesize` in each
-    process, so an instance may be created before forking or sent to worker processes.
+    calls are serialised. The library is initialised on the first call in each process, so
+    an instance may be created before forking or sent to worker processes.
     """
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -94,9 +95,12 @@ def test_tokenizer_round_trip_and_unknown_spellings(tok):
     assert tok.decode(tok.encode("seven number")) == "seven number"
     assert tok.decode(tok.encode("hello")) == "/h@loU/"  # no training word spelled so
     assert tok.unknown_characters("number seven") == set()
+    assert tok.words["t u:"] == ["to", "two"]  # every training word, most frequent first
     rebuilt = tokenizer_from_dict(tok.to_dict())
     assert isinstance(rebuilt, PhoneTokenizer) and rebuilt.words == tok.words
     assert rebuilt.encode("number two") == ids
+    early = tok.to_dict() | {"words": {"t u:": "to"}}  # first phone checkpoints: one word
+    assert tokenizer_from_dict(early).words == {"t u:": ["to"]}
     state = tok.to_dict() | {"phones": ["a", "b"]}
     with pytest.raises(ValueError, match="phone inventory"):
         tokenizer_from_dict(state)
@@ -137,10 +141,38 @@ def test_beam_keeps_to_lexicon_spellings(tok, lm):
     # without an LM or a lexicon file, the training words are the lexicon
     (hyp,) = BeamDecoder(DecodingConfig(method="beam"), tok)(lp, torch.tensor([lp.shape[1]]))
     assert hyp.text == "number"
+    with pytest.raises(ValueError, match="no training words"):
+        BeamDecoder(DecodingConfig(method="beam"), PhoneTokenizer())
 
 
-def test_hotword_in_phones(tok):
+def test_training_homophones_and_nbest(tok, lm):
+    lp = frames_for(tok, "number two")
+    n = torch.tensor([lp.shape[1]])
+    # no lexicon given: the training words, homophones included ("two" is rarer than "to")
+    cfg = DecodingConfig(method="beam", lm_path=lm, lm_weight=1.0, nbest=3)
+    (hyp,) = BeamDecoder(cfg, tok)(lp, n)
+    assert hyp.text == "number two"
+    # the other homophones of the last word are alternatives on the same path
+    alternatives = {alt.text: alt for alt in hyp.alternatives}
+    assert "number to" in alternatives
+    assert alternatives["number to"].tokens == hyp.tokens
+    # same path, so the scores differ by the LM alone: log10 P(two | number) P(</s> | two)
+    # = -0.1 against P(to | number) P(</s> | to) = (-0.5 - 0.5) + (-0.2 - 1.0) = -2.2
+    gap = hyp.score - alternatives["number to"].score
+    assert gap == pytest.approx(2.1 * math.log(10), abs=1e-4)
+
+
+def test_hotword_in_phones(tok, lm):
     lp = frames_for(tok, "seven", {"E": {"E": 0.45, "I": 0.5}})
     cfg = DecodingConfig(method="beam", hotwords=["seven"], hotword_weight=3.0)
     (hyp,) = BeamDecoder(cfg, tok)(lp, torch.tensor([lp.shape[1]]))
     assert hyp.text == "seven"
+    # a hotword with homophones: the word itself wins, with or without an LM
+    lp = frames_for(tok, "to")
+    n = torch.tensor([lp.shape[1]])
+    (hyp,) = BeamDecoder(DecodingConfig(method="beam", lexicon="lm", lm_path=lm), tok)(lp, n)
+    assert hyp.text == "two"  # the LM's choice for a lone word
+    for extra in ({}, {"lm_path": lm, "lexicon": "lm"}):
+        cfg = DecodingConfig(method="beam", hotwords=["too"], hotword_weight=5.0, **extra)
+        (hyp,) = BeamDecoder(cfg, tok)(lp, n)
+        assert hyp.text == "too", extra

@@ -188,7 +188,7 @@ def test_phone_units_train_save_and_refuse_a_mismatched_resume(
     assert summary["steps"] == 2
     loaded = build_from_checkpoint(list_checkpoints(tmp_path / "run")[-1])
     assert isinstance(loaded.tokenizer, PhoneTokenizer)
-    assert "hello" not in loaded.tokenizer.words.values()  # only the training words
+    assert "hello" not in loaded.tokenizer.known_words  # only the training words
     text = normalize_text(read_manifest(tiny_corpus / "train.jsonl")[0].text)
     assert loaded.tokenizer.decode(loaded.tokenizer.encode(text)).split()[0] in text.split()
     char_resume = [*overrides, "data.units=char", "train.resume=auto"]
