@@ -174,7 +174,7 @@ class _Prefix:
     fixed: float  # LM, word bonus and hotword scores of finished words
     ahead: float  # estimated LM + hotword score of the unfinished word
     hot: str | None  # hotword spelling matched so far (None: cannot match before the next space)
-    word: str = ""  # the word a space ended (its spelling's best homophone for phone models)
+    word: str = ""  # the word a space ended (for a phone model, one of those spelled so)
     children: dict | None = None
 
 
