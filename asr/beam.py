@@ -207,22 +207,27 @@ class PrefixSearch:
             self.symbols = list(tokenizer.symbols)
         self.lm = WordLM(cfg.lm_path) if cfg.lm_path else None
         hotwords = {h for h in (normalize_text(w) for w in cfg.hotwords) if h}
-        self.hot_words = {w for h in hotwords for w in h.split()}
+        self.hotword_words = {w for h in hotwords for w in h.split()}
         self.lexicon = self._lexicon(cfg.lexicon)
-        self.homophones = self._spell_lexicon()
+        # {word: spelling} of the vocabulary (the lexicon, else the LM's words), spelled once
+        # for the homophone lists and the lookahead table
+        vocabulary = self.lexicon if self.lexicon is not None else self._lm_unigrams()
+        spelled = self._spellings(vocabulary) if vocabulary is not None else None
+        self.homophones = self._spell_lexicon(spelled)
         self.hotwords = {self._spell_phrase(h) for h in hotwords}
-        self.lookahead = self._lookahead_table()
+        self.lookahead = self._lookahead_table(spelled)
         self.hot_partial = self._hotword_table()
 
     def _lexicon(self, spec: str) -> set[str] | None:
         if not spec:
             if self.phones:  # phones spell no words by themselves: the training words
-                if not self.tokenizer.known_words:
+                trained = self.tokenizer.known_words
+                if not trained:
                     raise ValueError(
                         "this phone model holds no training words to decode into: set "
                         "decoding.lexicon to a word list or to lm"
                     )
-                return self.tokenizer.known_words | self.hot_words
+                return trained | self.hotword_words
             return None
         if spec == "lm":
             if self.lm is None or self.lm.unigrams is None:
@@ -230,15 +235,18 @@ class PrefixSearch:
             words = set(self.lm.unigrams)
         else:
             words = read_lexicon(spec)
-        return words | self.hot_words
+        return words | self.hotword_words
 
-    def _spell_lexicon(self) -> dict[str, list[str]] | None:
+    def _lm_unigrams(self) -> dict[str, float] | None:
+        return self.lm.unigrams if self.lm is not None else None
+
+    def _spell_lexicon(self, spelled: dict[str, str] | None) -> dict[str, list[str]] | None:
         """{spelling: its words, most probable first} for a phone model (None for letters)."""
         if not self.phones:
             return None
-        unigrams = (self.lm.unigrams if self.lm is not None else None) or {}
+        unigrams = self._lm_unigrams() or {}
         homophones: dict[str, list[str]] = {}
-        for word, spelling in self._spellings(self.lexicon).items():
+        for word, spelling in spelled.items():
             homophones.setdefault(spelling, []).append(word)
         # without an LM the first stands for all: hotwords, then the training words by
         # frequency; with one, the order only breaks ties
@@ -246,7 +254,7 @@ class PrefixSearch:
         for words in homophones.values():
             words.sort(
                 key=lambda w: (
-                    w not in self.hot_words,
+                    w not in self.hotword_words,
                     -unigrams.get(w, NEG_INF),
                     rank.get(w, len(rank)),
                     w,
@@ -272,18 +280,17 @@ class PrefixSearch:
             raise ValueError(f"hotword {phrase!r}: espeak-ng gives no phones for {missing[0]!r}")
         return " ".join(spelled[w] for w in phrase.split())
 
-    def _lookahead_table(self) -> dict[str, float] | None:
+    def _lookahead_table(self, spelled: dict[str, str] | None) -> dict[str, float] | None:
         """{spelling prefix: best ln P(unigram) of the words it can become} (None: no vocabulary).
 
         With a lexicon, its keys are also the only spellings allowed.
         """
-        unigrams = self.lm.unigrams if self.lm is not None else None
-        words = self.lexicon if self.lexicon is not None else unigrams
-        if words is None:
+        if spelled is None:
             return None
+        unigrams = self._lm_unigrams()
         unk = self.lm.unk_logp if self.lm is not None else 0.0
         table: dict[str, float] = {}
-        for word, spelling in self._spellings(words).items():
+        for word, spelling in spelled.items():
             logp = unigrams.get(word, unk) if unigrams else unk
             for end in range(1, len(spelling) + 1):
                 prefix = spelling[:end]
@@ -353,7 +360,7 @@ class PrefixSearch:
                 state, logp = self.lm.score(state, word)
                 fixed += self.cfg.lm_weight * logp
             # a phone hotword matches by sound: only the homophone that is the word earns it
-            if hot_end and (not self.phones or word in self.hot_words):
+            if hot_end and (not self.phones or word in self.hotword_words):
                 fixed += self.cfg.hotword_weight
             children.append(_Prefix(prefix, token, "", state, fixed, ahead, hot, word))
         return tuple(children)

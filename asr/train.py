@@ -167,7 +167,7 @@ class Trainer:
                 f"data.feature_placement must be auto|workers|device, got {placement!r}"
             )
         if cfg.data.units not in UNITS:
-            raise TrainingError(f"data.units must be char|phone, got {cfg.data.units!r}")
+            raise TrainingError(f"data.units must be {'|'.join(UNITS)}, got {cfg.data.units!r}")
         if placement == "device" and cfg.data.feature_cache:
             raise TrainingError(
                 "data.feature_cache needs features computed in the data-loader workers: "
