@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_train, tiny_overrides
+from conftest import compose_train, random_checkpoint, tiny_overrides
 
 from asr.checkpoint import (
     build_from_checkpoint,
@@ -151,6 +151,19 @@ def test_bad_values_give_clear_errors(tiny_corpus: Path, tmp_path: Path) -> None
         Trainer(compose_train(tiny_overrides(tiny_corpus, **{"data.max_duration": 0.1})), tmp_path)
 
 
+def test_bf16_autocast_trains_on_the_cpu(tiny_corpus: Path, tmp_path: Path) -> None:
+    # real_small trains this way: autocast's bf16 matmuls, fp32 weights and loss, no scaler
+    overrides = {"train.precision": "bf16", "train.max_steps": 6, "train.device": "cpu"}
+    trainer = Trainer(compose_train(tiny_overrides(tiny_corpus, **overrides)), tmp_path)
+    assert trainer.amp_dtype == torch.bfloat16 and not trainer.scaler.is_enabled()
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    summary = trainer.run()
+    assert summary["steps"] == 6 and summary["non_finite_steps_skipped"] == 0
+    saved = load_checkpoint(list_checkpoints(tmp_path)[-1])["model"]
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in saved.values())
+    assert any(not torch.equal(before[k], saved[k]) for k in before)
+
+
 def test_schedule_warms_up_then_decays() -> None:
     f = lr_lambda(10, 110, "cosine", 0.1)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
@@ -197,3 +210,27 @@ def test_phone_units_train_save_and_refuse_a_mismatched_resume(
     bad = tiny_overrides(tiny_corpus, **{"data.units": "letters"})
     with pytest.raises(TrainingError, match="data.units"):
         Trainer(compose_train(bad), tmp_path / "bad")
+
+
+def test_phone_error_rate_script_scores_greedy_phones(tiny_corpus: Path, tmp_path: Path) -> None:
+    import importlib.util
+
+    script = Path(__file__).parents[1] / "scripts" / "phone_error_rate.py"
+    spec = importlib.util.spec_from_file_location("phone_error_rate", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    overrides = tiny_overrides(tiny_corpus, **{"train.max_steps": 2, "data.units": "phone"})
+    train(compose_train(overrides), tmp_path / "run")
+    checkpoint = str(list_checkpoints(tmp_path / "run")[-1])
+    manifest = str(tiny_corpus / "dev.jsonl")
+    references, hypotheses = module.phone_strings(checkpoint, manifest, limit=2)
+    tokenizer = build_from_checkpoint(checkpoint).tokenizer
+    texts = [normalize_text(u.text) for u in read_manifest(manifest)[:2]]
+    # the references are the transcripts' phones, word boundaries dropped
+    assert references == [
+        " ".join(tokenizer.symbols[i] for i in tokenizer.encode(t) if i != tokenizer.space_id)
+        for t in texts
+    ]
+    assert all(set(h.split()) <= set(tokenizer.symbols[2:]) for h in hypotheses)
+    with pytest.raises(SystemExit, match="not a phone model"):
+        module.phone_strings(str(random_checkpoint(tmp_path / "char.pt")), manifest, limit=1)
