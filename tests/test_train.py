@@ -152,7 +152,7 @@ def test_bad_values_give_clear_errors(tiny_corpus: Path, tmp_path: Path) -> None
 
 
 def test_bf16_autocast_trains_on_the_cpu(tiny_corpus: Path, tmp_path: Path) -> None:
-    # real_small trains this way: autocast's bf16 matmuls, fp32 weights and loss, no scaler
+    # autocast's bf16 matmuls on the CPU: fp32 weights and loss, no gradient scaler
     overrides = {"train.precision": "bf16", "train.max_steps": 6, "train.device": "cpu"}
     trainer = Trainer(compose_train(tiny_overrides(tiny_corpus, **overrides)), tmp_path)
     assert trainer.amp_dtype == torch.bfloat16 and not trainer.scaler.is_enabled()
