@@ -15,20 +15,25 @@ import argparse
 import torch
 
 from asr.audio import load_audio
-from asr.checkpoint import build_from_checkpoint
-from asr.decoding import ctc_collapse
+from asr.checkpoint import LoadedModel, build_from_checkpoint
+from asr.decoding import greedy_decode
 from asr.manifest import read_manifest
 from asr.metrics import word_counts
 from asr.phones import PhoneTokenizer
 from asr.text import normalize_text
 
 
-def phone_strings(checkpoint: str, manifest: str, limit: int) -> tuple[list[str], list[str]]:
-    """(reference phones, greedy phones) per utterance, as space-separated phone symbols."""
+def load_phone_model(checkpoint: str) -> LoadedModel:
+    """The checkpoint's model; exits with a one-line message if it is not a phone model."""
     loaded = build_from_checkpoint(checkpoint)
-    tokenizer = loaded.tokenizer
-    if not isinstance(tokenizer, PhoneTokenizer):
+    if not isinstance(loaded.tokenizer, PhoneTokenizer):
         raise SystemExit(f"{checkpoint}: not a phone model (data.units=phone)")
+    return loaded
+
+
+def phone_strings(loaded: LoadedModel, manifest: str, limit: int) -> tuple[list[str], list[str]]:
+    """(reference phones, greedy phones) per utterance, as space-separated phone symbols."""
+    tokenizer = loaded.tokenizer
     skip = {tokenizer.blank_id, tokenizer.space_id}
     references, hypotheses = [], []
     for utt in read_manifest(manifest)[: limit or None]:
@@ -36,8 +41,7 @@ def phone_strings(checkpoint: str, manifest: str, limit: int) -> tuple[list[str]
         with torch.no_grad():
             feats, frames = loaded.features(wave[None], torch.tensor([wave.shape[0]]))
             log_probs, lengths = loaded.model(feats, frames)
-        best = log_probs[0, : lengths[0]].argmax(-1).tolist()
-        ids, _ = ctc_collapse(best, tokenizer.blank_id)
+        ids = greedy_decode(log_probs, lengths, tokenizer)[0].tokens
         reference = tokenizer.encode(normalize_text(utt.text))
         references.append(" ".join(tokenizer.symbols[i] for i in reference if i not in skip))
         hypotheses.append(" ".join(tokenizer.symbols[i] for i in ids if i not in skip))
@@ -52,8 +56,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    loaded = load_phone_model(args.checkpoint)
     for manifest in args.manifests:
-        references, hypotheses = phone_strings(args.checkpoint, manifest, args.limit)
+        references, hypotheses = phone_strings(loaded, manifest, args.limit)
         counts = word_counts(references, hypotheses)
         print(
             f"{manifest}: PER {counts.rate:.4f} over {len(references)} utterances "

@@ -223,8 +223,9 @@ def test_phone_error_rate_script_scores_greedy_phones(tiny_corpus: Path, tmp_pat
     train(compose_train(overrides), tmp_path / "run")
     checkpoint = str(list_checkpoints(tmp_path / "run")[-1])
     manifest = str(tiny_corpus / "dev.jsonl")
-    references, hypotheses = module.phone_strings(checkpoint, manifest, limit=2)
-    tokenizer = build_from_checkpoint(checkpoint).tokenizer
+    loaded = module.load_phone_model(checkpoint)
+    references, hypotheses = module.phone_strings(loaded, manifest, limit=2)
+    tokenizer = loaded.tokenizer
     texts = [normalize_text(u.text) for u in read_manifest(manifest)[:2]]
     # the references are the transcripts' phones, word boundaries dropped
     assert references == [
@@ -233,4 +234,4 @@ def test_phone_error_rate_script_scores_greedy_phones(tiny_corpus: Path, tmp_pat
     ]
     assert all(set(h.split()) <= set(tokenizer.symbols[2:]) for h in hypotheses)
     with pytest.raises(SystemExit, match="not a phone model"):
-        module.phone_strings(str(random_checkpoint(tmp_path / "char.pt")), manifest, limit=1)
+        module.load_phone_model(str(random_checkpoint(tmp_path / "char.pt")))
