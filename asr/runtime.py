@@ -44,6 +44,9 @@ def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return None
+    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        # autocast would fail at the first step, after the data and model are loaded
+        raise RuntimeSetupError("this GPU has no bf16: set train.precision=fp16 (or fp32)")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 

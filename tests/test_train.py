@@ -18,6 +18,7 @@ from asr.checkpoint import (
 )
 from asr.evaluate import decode_utterances
 from asr.manifest import read_manifest
+from asr.runtime import RuntimeSetupError, pick_precision
 from asr.text import normalize_text
 from asr.train import Trainer, TrainingError, lr_lambda, train
 
@@ -162,6 +163,17 @@ def test_bf16_autocast_trains_on_the_cpu(tiny_corpus: Path, tmp_path: Path) -> N
     saved = load_checkpoint(list_checkpoints(tmp_path)[-1])["model"]
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in saved.values())
     assert any(not torch.equal(before[k], saved[k]) for k in before)
+
+
+def test_bf16_on_a_gpu_without_it_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # decided from the device alone: no GPU is needed to check the refusal
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    with pytest.raises(RuntimeSetupError, match="no bf16.*fp16"):
+        pick_precision("bf16", cuda)
+    assert pick_precision("auto", cuda) is None and pick_precision("fp16", cuda) == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert pick_precision("bf16", cuda) == pick_precision("auto", cuda) == torch.bfloat16
 
 
 def test_schedule_warms_up_then_decays() -> None:
