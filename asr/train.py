@@ -186,6 +186,8 @@ class Trainer:
         self.epoch = 0
         self.consumed = 0  # batches of the current epoch done
         self.best_wer = math.inf
+        # training seconds of the checkpoint resumed from, and when this process began training
+        self.trained_before, self.run_start = 0.0, None
         self.last_saved = -1
         self.failed_audio: dict[int, str] = {}
         self.metrics = MetricsLog(self.out, tcfg.metrics_format, enabled=self.dist.is_main)
@@ -432,6 +434,7 @@ class Trainer:
         self.step, self.epoch = state["step"], self.sampler.epoch
         self.consumed = self.sampler.skip
         self.best_wer = state["best_wer"]
+        self.trained_before = float(state.get("training_time_s", 0.0))  # 0: an older checkpoint
         self.skipped.fill_(state["skipped_steps"])
         self.aug_gen.set_state(state["aug_rng"])
         set_rng_state(state["rng"])
@@ -469,12 +472,19 @@ class Trainer:
             aug_rng=self.aug_gen.get_state(),
             best_wer=self.best_wer,
             skipped_steps=int(self.skipped),
+            training_time_s=self.training_time(),
         )
         ckpt.save_checkpoint(path, state)
         self.last_saved = self.step
         if name is None:
             ckpt.prune_checkpoints(self.out, self.cfg.train.keep_checkpoints)
         return path
+
+    def training_time(self) -> float:
+        """Seconds spent training so far, across resumes (time after the last checkpoint
+        of a killed run is not counted: its steps are run again)."""
+        running = time.perf_counter() - self.run_start if self.run_start is not None else 0.0
+        return self.trained_before + running
 
     # ---------------------------------------------------------------- training
     def _ctc_sum(self, batch: Batch) -> torch.Tensor:
@@ -576,7 +586,7 @@ class Trainer:
             # resume=auto on a finished run (make demo twice): keep its summary and figures
             log.info("the run in %s is already finished (step %d)", self.out, self.step)
             return json.loads(summary_path.read_text())
-        start = time.perf_counter()
+        start = self.run_start = time.perf_counter()
         stopped_by = None
         with StopRequested() as stop:
             while not self._finished():
@@ -609,7 +619,8 @@ class Trainer:
             "skipped_utterances": self.filtered,
             "unreadable_audio": len(self.failed_audio),
             "non_finite_steps_skipped": int(self.skipped),
-            "wall_time_s": round(time.perf_counter() - start, 1),
+            "wall_time_s": round(time.perf_counter() - start, 1),  # this process
+            "training_time_s": round(self.training_time(), 1),  # and the runs it resumed
             "interrupted": stopped_by is not None,
             "stop_signal": stopped_by,
             "processes": self.dist.world_size,

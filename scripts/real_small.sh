@@ -2,9 +2,9 @@
 # The real-voice recipe (issue 5) end to end on CPU: espeak-ng voices reading lm_text
 # (cached), training on Kathleen + FSDD + that synthetic speech, a word 3-gram LM from
 # lm_text and the training transcripts, LM weight and word bonus tuned on both dev sets
-# together (beam of 64), then greedy and beam+LM reports (beam of 256). The model outputs phones
-# (data.units=phone); greedy decoding reads them back with the training transcripts' words,
-# beam search with the LM's words. Beam search keeps to the LM's words
+# together (beam of 64), then greedy and beam+LM reports (beam of 256). The model outputs
+# phones (data.units=phone); greedy decoding reads them back with the training transcripts'
+# words, beam search with the LM's words. Beam search keeps to the LM's words
 # (`--lexicon lm`): better on Kathleen dev than lexicon-free (0.530 against 0.562 WER with the
 # full recipe's model), the same on FSDD. Run through `make real` or `make real-fast`,
 # which put .venv/bin on PATH. EXP=real_small_fast for the fast variant.
@@ -15,7 +15,7 @@ DATA=${ASR_SHARED_DATA:-../shared/data}
 DEV="$DATA/kathleen/dev.jsonl $DATA/fsdd/dev.jsonl"
 # Tuning runs 20 searches at 64 prefixes (0.015 lower combined dev WER than 16 on the fast
 # model); the reports search 256, which on the full model cut Kathleen dev WER 0.375 -> 0.355
-# at the weights tuned at 64, still the best of a 3x3 grid at 256 (docs/experiments.md)
+# at the weights tuned at 64, better than nine other weights tried at 256 (docs/experiments.md)
 TUNE_BEAM=${TUNE_BEAM:-64}
 BEAM=${BEAM:-256}
 

@@ -93,7 +93,10 @@ def test_resume_continues_exactly(tiny_corpus: Path, tmp_path: Path) -> None:
         dst.writelines(
             line for line in src if not line[0].isdigit() or int(line.split(",")[0]) <= 6
         )
-    train(compose_train([*overrides, "train.resume=auto"]), resumed)
+    summary = train(compose_train([*overrides, "train.resume=auto"]), resumed)
+    # the summary's training time counts the steps before the resume as well
+    before = state4["training_time_s"]
+    assert before > 0 and summary["training_time_s"] >= before + summary["wall_time_s"] - 0.1
 
     assert _losses(resumed) == _losses(whole)
     assert sorted(_losses(resumed)) == list(range(1, 9))
