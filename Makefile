@@ -34,11 +34,12 @@ fsdd: $(STAMP)
 	$(BIN)/asr-train experiment=fsdd hydra.run.dir=outputs/fsdd train.resume=auto
 
 # Real voices (issue 5): Kathleen + FSDD + synthetic speech, LM, tuned beam search
+# ARGS: extra asr-train overrides, e.g. make real ARGS=train.precision=fp32
 real: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" bash scripts/real_small.sh
+	PATH="$(abspath $(BIN)):$$PATH" bash scripts/real_small.sh $(ARGS)
 
 real-fast: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" EXP=real_small_fast bash scripts/real_small.sh
+	PATH="$(abspath $(BIN)):$$PATH" EXP=real_small_fast bash scripts/real_small.sh $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -40,13 +40,15 @@ def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for plain fp32."""
     if name not in ("auto", "fp32", "bf16", "fp16"):
         raise RuntimeSetupError(f"precision must be auto|fp32|bf16|fp16, got {name!r}")
+    # torch counts a GPU that only emulates bf16 (before Ampere) as supporting it: slow
+    native_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
     if name == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return None
-    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        # autocast would fail at the first step, after the data and model are loaded
-        raise RuntimeSetupError("this GPU has no bf16: set train.precision=fp16 (or fp32)")
+        return torch.bfloat16 if native_bf16 else None
+    if name == "bf16" and device.type == "cuda" and not native_bf16:
+        raise RuntimeSetupError(
+            "this GPU has no native bf16 (it would be emulated, slowly): set "
+            "train.precision=fp16 (or fp32)"
+        )
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 

@@ -586,6 +586,7 @@ class Trainer:
             # resume=auto on a finished run (make demo twice): keep its summary and figures
             log.info("the run in %s is already finished (step %d)", self.out, self.step)
             return json.loads(summary_path.read_text())
+        self.trained_before = self.training_time()  # a second run() carries on counting
         start = self.run_start = time.perf_counter()
         stopped_by = None
         with StopRequested() as stop:

@@ -5,8 +5,8 @@
 # together (beam of 64), then greedy and beam+LM reports (beam of 256). The model outputs
 # phones (data.units=phone); greedy decoding reads them back with the training transcripts'
 # words, beam search with the LM's words. Beam search keeps to the LM's words
-# (`--lexicon lm`): better on Kathleen dev than lexicon-free (0.530 against 0.562 WER with the
-# full recipe's model), the same on FSDD. Run through `make real` or `make real-fast`,
+# (`--lexicon lm`): better on Kathleen dev than lexicon-free (0.530 against 0.562 WER with an
+# earlier, letter-based full model), the same on FSDD. Arguments go to asr-train. Run through `make real` or `make real-fast`,
 # which put .venv/bin on PATH. EXP=real_small_fast for the fast variant.
 set -euo pipefail
 EXP=${EXP:-real_small}
