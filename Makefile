@@ -1,7 +1,7 @@
 # Two commands for a fresh machine; each creates .venv and installs into it on first use.
 #   make demo   synthetic corpus -> train -> evaluate on unseen voices -> transcribe (CPU, ~10 min)
 #   make test   lint, format check and the test suite
-#   make real / make real-fast   the real-voice recipe (Kathleen + FSDD + synthetic voices; ~74 / ~18 min)
+#   make real / make real-fast   the real-voice recipe (Kathleen + FSDD + synthetic voices; ~77 / ~17 min)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
