@@ -1,7 +1,8 @@
 # Two commands for a fresh machine; each creates .venv and installs into it on first use.
 #   make demo   synthetic corpus -> train -> evaluate on unseen voices -> transcribe (CPU, ~10 min)
 #   make test   lint, format check and the test suite
-#   make real / make real-fast   the real-voice recipe (Kathleen + FSDD + synthetic voices; ~77 / ~17 min)
+#   make real / make real-fast   the real-voice recipe (Kathleen + FSDD + synthetic voices;
+#                                ~77 min from a clean clone / ~17 with .venv in place)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
