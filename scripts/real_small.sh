@@ -6,8 +6,9 @@
 # phones (data.units=phone); greedy decoding reads them back with the training transcripts'
 # words, beam search with the LM's words. Beam search keeps to the LM's words
 # (`--lexicon lm`): better on Kathleen dev than lexicon-free (0.530 against 0.562 WER with an
-# earlier, letter-based full model), the same on FSDD. Arguments go to asr-train. Run through `make real` or `make real-fast`,
-# which put .venv/bin on PATH. EXP=real_small_fast for the fast variant.
+# earlier, letter-based full model), the same on FSDD. Arguments go to asr-train. Run
+# through `make real` or `make real-fast` (ARGS=...), which put .venv/bin on PATH.
+# EXP=real_small_fast for the fast variant.
 set -euo pipefail
 EXP=${EXP:-real_small}
 RUN=${RUN:-outputs/$EXP}
