@@ -14,34 +14,37 @@ import argparse
 
 import torch
 
-from asr.audio import load_audio
-from asr.checkpoint import LoadedModel, build_from_checkpoint
 from asr.decoding import greedy_decode
 from asr.manifest import read_manifest
 from asr.metrics import word_counts
 from asr.phones import PhoneTokenizer
 from asr.text import normalize_text
+from asr.transcribe import Transcriber
 
 
-def load_phone_model(checkpoint: str) -> LoadedModel:
-    """The checkpoint's model; exits with a one-line message if it is not a phone model."""
-    loaded = build_from_checkpoint(checkpoint)
-    if not isinstance(loaded.tokenizer, PhoneTokenizer):
+def load_phone_model(checkpoint: str) -> Transcriber:
+    """The checkpoint's model on the CPU; exits with a one-line message if it is not a phone
+    model."""
+    transcriber = Transcriber.from_checkpoint(checkpoint, "cpu")
+    if not isinstance(transcriber.loaded.tokenizer, PhoneTokenizer):
         raise SystemExit(f"{checkpoint}: not a phone model (data.units=phone)")
-    return loaded
+    return transcriber
 
 
-def phone_strings(loaded: LoadedModel, manifest: str, limit: int) -> tuple[list[str], list[str]]:
+def phone_strings(
+    transcriber: Transcriber, manifest: str, limit: int
+) -> tuple[list[str], list[str]]:
     """(reference phones, greedy phones) per utterance, as space-separated phone symbols."""
-    tokenizer = loaded.tokenizer
+    tokenizer = transcriber.loaded.tokenizer
     skip = {tokenizer.blank_id, tokenizer.space_id}
+    utterances = read_manifest(manifest)[: limit or None]
+    emissions = transcriber.file_emissions(
+        [u.audio_filepath for u in utterances], [u.byte_range for u in utterances]
+    )
     references, hypotheses = [], []
-    for utt in read_manifest(manifest)[: limit or None]:
-        wave = torch.as_tensor(load_audio(utt.audio_filepath, loaded.features.spec.sample_rate))
-        with torch.no_grad():
-            feats, frames = loaded.features(wave[None], torch.tensor([wave.shape[0]]))
-            log_probs, lengths = loaded.model(feats, frames)
-        ids = greedy_decode(log_probs, lengths, tokenizer)[0].tokens
+    for utt, log_probs in zip(utterances, emissions, strict=True):
+        frames = torch.tensor([log_probs.shape[0]])
+        ids = greedy_decode(torch.from_numpy(log_probs)[None], frames, tokenizer)[0].tokens
         reference = tokenizer.encode(normalize_text(utt.text))
         references.append(" ".join(tokenizer.symbols[i] for i in reference if i not in skip))
         hypotheses.append(" ".join(tokenizer.symbols[i] for i in ids if i not in skip))
@@ -56,9 +59,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    loaded = load_phone_model(args.checkpoint)
+    transcriber = load_phone_model(args.checkpoint)
     for manifest in args.manifests:
-        references, hypotheses = phone_strings(loaded, manifest, args.limit)
+        references, hypotheses = phone_strings(transcriber, manifest, args.limit)
         counts = word_counts(references, hypotheses)
         print(
             f"{manifest}: PER {counts.rate:.4f} over {len(references)} utterances "

@@ -242,9 +242,9 @@ def test_phone_error_rate_script_scores_greedy_phones(tiny_corpus: Path, tmp_pat
     train(compose_train(overrides), tmp_path / "run")
     checkpoint = str(list_checkpoints(tmp_path / "run")[-1])
     manifest = str(tiny_corpus / "dev.jsonl")
-    loaded = module.load_phone_model(checkpoint)
-    references, hypotheses = module.phone_strings(loaded, manifest, limit=2)
-    tokenizer = loaded.tokenizer
+    transcriber = module.load_phone_model(checkpoint)
+    references, hypotheses = module.phone_strings(transcriber, manifest, limit=2)
+    tokenizer = transcriber.loaded.tokenizer
     texts = [normalize_text(u.text) for u in read_manifest(manifest)[:2]]
     # the references are the transcripts' phones, word boundaries dropped
     assert references == [
