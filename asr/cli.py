@@ -200,6 +200,9 @@ def transcribe_main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--lm-weight", type=float, default=0.5)
     parser.add_argument("--word-bonus", type=float, default=0.0)
+    parser.add_argument(
+        "--blank-penalty", type=float, default=0.0, help="nats off the blank in each frame"
+    )
     parser.add_argument("--lexicon", default="", help='word list, or "lm" (the LM\'s words)')
     parser.add_argument("--hotwords", default="", help="comma-separated words to favour")
     parser.add_argument("--hotword-weight", type=float, default=2.0, help="0..10 (nats)")
@@ -228,6 +231,7 @@ def transcribe_main(argv: list[str] | None = None) -> None:
         lm_path=args.lm,
         lm_weight=args.lm_weight,
         word_bonus=args.word_bonus,
+        blank_penalty=args.blank_penalty,
         lexicon=args.lexicon,
         hotwords=[w for w in args.hotwords.split(",") if w.strip()],
         hotword_weight=args.hotword_weight,
@@ -323,7 +327,9 @@ def lm_main(argv: list[str] | None = None) -> None:
         help="text files (one sentence a line, .gz too) and/or manifests (.jsonl: text fields)",
     )
     build.add_argument("--order", type=int, default=3)
-    tune = commands.add_parser("tune", help="grid-search lm_weight x word_bonus on a dev set")
+    tune = commands.add_parser(
+        "tune", help="grid-search lm_weight x word_bonus (x blank penalty) on a dev set"
+    )
     tune.add_argument("-m", "--model", required=True, help="checkpoint (.pt)")
     tune.add_argument(
         "--manifest", required=True, nargs="+", help="dev manifest(s) (.jsonl), scored together"
@@ -332,6 +338,9 @@ def lm_main(argv: list[str] | None = None) -> None:
     tune.add_argument("--lm-weights", default="0,0.25,0.5,0.75,1,1.5", help="comma separated")
     tune.add_argument(
         "--word-bonuses", default="-1,0,1,2,3", help="comma separated (--word-bonuses=-1,0,1)"
+    )
+    tune.add_argument(
+        "--blank-penalties", default="0", help="comma separated (--blank-penalties=0,1,2)"
     )
     tune.add_argument("--beam-size", type=int, default=16)
     tune.add_argument("--lexicon", default="", help='"" (lexicon-free), a word list, or "lm"')
@@ -357,6 +366,7 @@ def lm_main(argv: list[str] | None = None) -> None:
             args.lexicon,
             args.workers,
             args.device,
+            [float(x) for x in args.blank_penalties.split(",")],
         )
     except _user_errors() as exc:
         _fail("asr-lm", exc)

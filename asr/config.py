@@ -77,6 +77,7 @@ class DecodingConfig:
     lexicon: str = ""  # "" : lexicon-free; a file of words, or "lm" for the LM's words
     hotwords: list[str] = field(default_factory=list)
     hotword_weight: float = 2.0
+    blank_penalty: float = 0.0  # beam search: subtracted from the blank's log-prob per frame
     nbest: int = 1
 
 

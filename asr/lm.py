@@ -2,8 +2,8 @@
 
 :func:`build_arpa` estimates an interpolated Kneser-Ney n-gram from text files and/or
 manifests (``asr-lm build``) and writes it in the ARPA format that ``kenlm`` reads.
-:func:`tune_lm` grid-searches ``lm_weight`` x ``word_bonus`` on a dev manifest
-(``asr-lm tune``): the model's log-probs are computed once and decoded many times.
+:func:`tune_lm` grid-searches ``lm_weight`` x ``word_bonus`` (x ``blank_penalty``) on a dev
+manifest (``asr-lm tune``): the model's log-probs are computed once and decoded many times.
 
 The estimator (Chen & Goodman's interpolated Kneser-Ney with one discount per order):
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
 import math
 from collections import Counter, defaultdict
@@ -200,12 +201,14 @@ def tune_lm(
     lexicon: str = "",
     workers: int = 1,
     device: str = "cpu",
+    blank_penalties: Sequence[float] = (0.0,),
 ) -> list[dict]:
-    """WER/CER of beam search for every (lm_weight, word_bonus), plus greedy decoding.
+    """WER/CER of beam search for every (lm_weight, word_bonus, blank_penalty), plus greedy.
 
     The model runs once over the manifest (several are pooled, so one setting serves
-    them all); each grid point only re-runs the search.
-    Returns rows ``{"lm_weight", "word_bonus", "wer", "cer"}``, greedy first (weights None).
+    them all); each grid point only re-runs the search. Returns rows
+    ``{"lm_weight", "word_bonus", "blank_penalty", "wer", "cer"}``, greedy first (the
+    three settings None).
     """
     from asr.beam import BeamDecoder
     from asr.config import DecodingConfig
@@ -221,15 +224,16 @@ def tune_lm(
     )
     references = [u.text for u in utterances]
     greedy = _decode_all(lambda lp, n: greedy_decode(lp, n, tokenizer), log_probs)
-    rows = [{"lm_weight": None, "word_bonus": None, **_error_rates(references, greedy)}]
+    settings = {"lm_weight": None, "word_bonus": None, "blank_penalty": None}
+    rows = [{**settings, **_error_rates(references, greedy)}]
     cfg = DecodingConfig(method="beam", beam_size=beam_size, lm_path=str(lm_path), lexicon=lexicon)
+    grid = itertools.product(lm_weights, word_bonuses, blank_penalties)
     with BeamDecoder(cfg, tokenizer, workers) as decoder:
-        for lm_weight in lm_weights:
-            for word_bonus in word_bonuses:
-                decoder.set_weights(lm_weight, word_bonus)
-                texts = _decode_all(decoder, log_probs)
-                rates = _error_rates(references, texts)
-                rows.append({"lm_weight": lm_weight, "word_bonus": word_bonus, **rates})
+        for lm_weight, word_bonus, blank_penalty in grid:
+            decoder.set_weights(lm_weight, word_bonus, blank_penalty)
+            rates = _error_rates(references, _decode_all(decoder, log_probs))
+            settings = {"lm_weight": lm_weight, "word_bonus": word_bonus}
+            rows.append({**settings, "blank_penalty": blank_penalty, **rates})
     return rows
 
 
@@ -267,12 +271,13 @@ def best_row(rows: Sequence[dict]) -> dict | None:
 def tuning_table(rows: Sequence[dict]) -> str:
     """The rows of :func:`tune_lm` as an aligned text table; the best beam row is starred."""
     best = best_row(rows)
-    lines = [f"{'lm_weight':>9}  {'word_bonus':>10}  {'WER':>7}  {'CER':>7}"]
+    lines = [f"{'lm_weight':>9}  {'word_bonus':>10}  {'blank_pen':>9}  {'WER':>7}  {'CER':>7}"]
     for row in rows:
         if row["lm_weight"] is None:
-            left = f"{'greedy':>9}  {'':>10}"
+            left = f"{'greedy':>9}  {'':>10}  {'':>9}"
         else:
-            left = f"{row['lm_weight']:>9.3g}  {row['word_bonus']:>10.3g}"
+            penalty = row.get("blank_penalty") or 0.0
+            left = f"{row['lm_weight']:>9.3g}  {row['word_bonus']:>10.3g}  {penalty:>9.3g}"
         mark = "  *" if row is best else ""
         lines.append(f"{left}  {row['wer']:>7.4f}  {row['cer']:>7.4f}{mark}")
     return "\n".join(lines) + "\n"

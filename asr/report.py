@@ -529,6 +529,14 @@ def _decoding_text(decoding: dict) -> str:
     method = str(decoding.get("method", "?"))
     if method == "greedy":
         return method
-    keys = ("beam_size", "lm_path", "lm_weight", "word_bonus", "lexicon", "hotwords")
+    keys = (
+        "beam_size",
+        "lm_path",
+        "lm_weight",
+        "word_bonus",
+        "blank_penalty",
+        "lexicon",
+        "hotwords",
+    )
     details = ", ".join(f"{k} {decoding[k]}" for k in keys if decoding.get(k) not in (None, "", []))
     return f"{method} ({details})" if details else method

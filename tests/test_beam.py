@@ -118,6 +118,17 @@ def test_word_bonus_trades_against_spaces():
     assert decode(frames, word_bonus=2.0)[0].text == "a a"
 
 
+def test_blank_penalty_keeps_a_symbol_the_blank_outweighs():
+    # "ca" then a frame of blank 0.6 / t 0.35: blank wins unless it is charged e**-1
+    frames = spell("ca") + [{"-": 0.6, "t": 0.35}, "-"]
+    assert decode(frames)[0].text == decode(frames, blank_penalty=0.0)[0].text == "ca"
+    assert decode(frames, blank_penalty=1.0)[0].text == "cat"
+    # a clear blank stays a blank: 0.9 against 0.001, far more than one nat
+    assert decode(spell("ca"), blank_penalty=2.0)[0].text == "ca"
+    with pytest.raises(ValueError, match="blank_penalty"):
+        decode(frames, blank_penalty=float("nan"))
+
+
 def test_lexicon_keeps_out_of_lexicon_words_out(tmp_path, toy_lm):
     frames = spell("cbt a")  # clearly "cbt": not a word
     assert decode(frames)[0].text == "cbt a"

@@ -183,14 +183,19 @@ def test_tune_lm_grid(tmp_path, capsys):
     arpa = tmp_path / "lm.arpa"
     build_arpa([_write(tmp_path / "t.txt", TOY)], arpa, order=2)
     result = tune_lm(checkpoint, manifest, arpa, [0.0, 1.0], [0.0, 2.0], beam_size=4)
-    assert [(r["lm_weight"], r["word_bonus"]) for r in result] == [
-        (None, None),
-        (0.0, 0.0),
-        (0.0, 2.0),
-        (1.0, 0.0),
-        (1.0, 2.0),
+    assert [(r["lm_weight"], r["word_bonus"], r["blank_penalty"]) for r in result] == [
+        (None, None, None),
+        (0.0, 0.0, 0.0),
+        (0.0, 2.0, 0.0),
+        (1.0, 0.0, 0.0),
+        (1.0, 2.0, 0.0),
     ]
     assert all(r["wer"] >= 0.0 for r in result)
+    three = tune_lm(checkpoint, manifest, arpa, [1.0], [0.0], 4, blank_penalties=[0.0, 50.0])
+    assert [r["blank_penalty"] for r in three] == [None, 0.0, 50.0]
+    # 50 nats off every blank: the search emits a symbol in every frame it can, so the
+    # untrained model's output (and its error rate) changes
+    assert three[1]["cer"] != three[2]["cer"]
     lm_main(
         [
             "tune",
@@ -204,6 +209,7 @@ def test_tune_lm_grid(tmp_path, capsys):
             "0.5",
             "--word-bonuses",
             "0",
+            "--blank-penalties=0,1",
             "--beam-size",
             "2",
             "--json",
@@ -211,10 +217,15 @@ def test_tune_lm_grid(tmp_path, capsys):
         ]
     )
     out = capsys.readouterr().out.splitlines()
-    assert out[1].split()[0] == "greedy" and out[2].endswith("*")
+    assert out[0].split()[:3] == ["lm_weight", "word_bonus", "blank_pen"]
     written = json.loads((tmp_path / "tune.json").read_text())
-    assert written["best"]["lm_weight"] == 0.5 and len(written["rows"]) == 2
-    assert f"{written['best']['wer']:.4f}" == out[2].split()[2]
+    assert written["best"]["lm_weight"] == 0.5 and len(written["rows"]) == 3
+    assert [r["blank_penalty"] for r in written["rows"]] == [None, 0.0, 1.0]
+    assert out[1].split()[0] == "greedy" and len(out) == 4
+    best = written["best"]
+    starred = [line.split() for line in out[2:] if line.endswith("*")]
+    assert [float(x) for x in starred[0][:3]] == [0.5, 0.0, best["blank_penalty"]]
+    assert f"{best['wer']:.4f}" == starred[0][3]
 
 
 def _write(path, lines):
