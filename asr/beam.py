@@ -6,10 +6,11 @@ chosen by ``decoding.method=beam``. Settings (:class:`asr.config.DecodingConfig`
 - ``beam_size``: prefixes kept after each frame.
 - ``lm_path``: a word n-gram, ARPA or KenLM binary, read by the ``kenlm`` package. A prefix
   scores ``log P_ctc(prefix) + lm_weight * ln P_lm(words) + word_bonus * words`` (+ hotword
-  bonuses). The LM scores a word when the space after it (or the end of the utterance)
-  arrives; meanwhile an unfinished word is charged an estimate, the best unigram log-prob of
-  the LM words it can still become (or the LM's ``<unk>`` log-prob when it can become none),
-  so that prefixes mid-word and just past a word compete fairly.
+  bonuses, - blank_penalty for each frame its paths give to the blank). The LM scores a
+  word when the space after it (or the end of the utterance) arrives; meanwhile an
+  unfinished word is charged an estimate, the best unigram log-prob of the LM words it can
+  still become (or the LM's ``<unk>`` log-prob when it can become none), so that prefixes
+  mid-word and just past a word compete fairly.
 - ``lexicon``: "" decodes lexicon-free (any spelling; a phone model, whose phones spell no
   word by themselves, keeps to its training words); a file with one word per line (first
   column; extra columns, e.g. spellings, ignored) or ``"lm"`` (the ARPA file's words) admits
@@ -26,7 +27,9 @@ chosen by ``decoding.method=beam``. Settings (:class:`asr.config.DecodingConfig`
 - ``blank_penalty``: subtracted from the blank's log-prob in every frame (natural log). A
   CTC model spends most frames on the blank, and a phone it half heard often loses its
   frame to it; the penalty keeps such paths in the beam for the LM to judge (1-2 nats
-  helped the real-voice recipe; 0 leaves the model's scores as they are).
+  helped the real-voice recipe; 0 leaves the model's scores as they are, and a negative
+  value favours the blank). Scores then include it: compare them only at one penalty.
+  Greedy decoding ignores it.
 - ``nbest``: hypotheses per utterance; the best is returned, the others, best first, in its
   ``alternatives``. Scores are the decoding scores above, finished with the LM's ``</s>``.
 
@@ -52,6 +55,7 @@ import heapq
 import math
 import multiprocessing
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -561,8 +565,14 @@ class BeamDecoder(Decoder):
 
 
 def _check_blank_penalty(value: float) -> None:
-    if not math.isfinite(value):
-        raise ValueError(f"decoding.blank_penalty must be finite, got {value}")
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"decoding.blank_penalty must be a finite number, got {value!r}")
+
+
+def check_blank_penalties(values: Sequence[float]) -> None:
+    """Raise ValueError for a value that is not a finite number (before any work is done)."""
+    for value in values:
+        _check_blank_penalty(value)
 
 
 def _first_frames(path: np.ndarray, count: int) -> list[int]:

@@ -12,7 +12,8 @@
   ``-f txt|json|srt|vtt|tsv`` (``all`` with -o); greedy decoding, or ``--decoding beam``
   with ``--lm``, ``--lexicon`` and ``--hotwords``
 - ``asr-lm``           ``build OUTPUT INPUT...``: a Kneser-Ney word n-gram (ARPA) from text
-  files or manifests; ``tune``: grid search of lm_weight x word_bonus on a dev manifest
+  files or manifests; ``tune``: grid search of lm_weight x word_bonus (x blank penalty)
+  on a dev manifest
 - ``asr-prepare``      manifests from LibriSpeech (``--download`` fetches parts), a folder
   of audio with ``.txt`` transcripts, or a TSV
 - ``asr-demo-corpus``  generates the synthetic espeak-ng demo corpus (cached);
@@ -360,13 +361,13 @@ def lm_main(argv: list[str] | None = None) -> None:
             args.model,
             args.manifest,
             args.lm,
-            [float(x) for x in args.lm_weights.split(",")],
-            [float(x) for x in args.word_bonuses.split(",")],
+            _numbers("--lm-weights", args.lm_weights),
+            _numbers("--word-bonuses", args.word_bonuses),
             args.beam_size,
             args.lexicon,
             args.workers,
             args.device,
-            [float(x) for x in args.blank_penalties.split(",")],
+            _numbers("--blank-penalties", args.blank_penalties),
         )
     except _user_errors() as exc:
         _fail("asr-lm", exc)
@@ -378,6 +379,14 @@ def lm_main(argv: list[str] | None = None) -> None:
 
         summary = {"rows": rows, "best": lm.best_row(rows)}
         atomic_write_text(args.json, json.dumps(summary, indent=2) + "\n")
+
+
+def _numbers(option: str, text: str) -> list[float]:
+    """Comma-separated numbers of a grid option, or a ValueError naming the option."""
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{option}: expected comma-separated numbers, got {text!r}") from None
 
 
 def prepare_main(argv: list[str] | None = None) -> None:

@@ -210,12 +210,13 @@ def tune_lm(
     ``{"lm_weight", "word_bonus", "blank_penalty", "wer", "cer"}``, greedy first (the
     three settings None).
     """
-    from asr.beam import BeamDecoder
+    from asr.beam import BeamDecoder, check_blank_penalties
     from asr.config import DecodingConfig
     from asr.decoding import greedy_decode
     from asr.manifest import read_manifests
     from asr.transcribe import Transcriber
 
+    check_blank_penalties(blank_penalties)  # before the model runs over the dev set
     utterances = read_manifests([manifest] if isinstance(manifest, (str, Path)) else manifest)
     transcriber = Transcriber.from_checkpoint(checkpoint, device)
     tokenizer = transcriber.loaded.tokenizer
@@ -224,16 +225,15 @@ def tune_lm(
     )
     references = [u.text for u in utterances]
     greedy = _decode_all(lambda lp, n: greedy_decode(lp, n, tokenizer), log_probs)
-    settings = {"lm_weight": None, "word_bonus": None, "blank_penalty": None}
-    rows = [{**settings, **_error_rates(references, greedy)}]
+    greedy_row = {"lm_weight": None, "word_bonus": None, "blank_penalty": None}
+    rows = [{**greedy_row, **_error_rates(references, greedy)}]
     cfg = DecodingConfig(method="beam", beam_size=beam_size, lm_path=str(lm_path), lexicon=lexicon)
     grid = itertools.product(lm_weights, word_bonuses, blank_penalties)
     with BeamDecoder(cfg, tokenizer, workers) as decoder:
         for lm_weight, word_bonus, blank_penalty in grid:
             decoder.set_weights(lm_weight, word_bonus, blank_penalty)
-            rates = _error_rates(references, _decode_all(decoder, log_probs))
-            settings = {"lm_weight": lm_weight, "word_bonus": word_bonus}
-            rows.append({**settings, "blank_penalty": blank_penalty, **rates})
+            row = {"lm_weight": lm_weight, "word_bonus": word_bonus, "blank_penalty": blank_penalty}
+            rows.append({**row, **_error_rates(references, _decode_all(decoder, log_probs))})
     return rows
 
 
@@ -276,7 +276,7 @@ def tuning_table(rows: Sequence[dict]) -> str:
         if row["lm_weight"] is None:
             left = f"{'greedy':>9}  {'':>10}  {'':>9}"
         else:
-            penalty = row.get("blank_penalty") or 0.0
+            penalty = row.get("blank_penalty") or 0.0  # rows from before the penalty: 0
             left = f"{row['lm_weight']:>9.3g}  {row['word_bonus']:>10.3g}  {penalty:>9.3g}"
         mark = "  *" if row is best else ""
         lines.append(f"{left}  {row['wer']:>7.4f}  {row['cer']:>7.4f}{mark}")

@@ -31,9 +31,10 @@ echo "== 3/5 word 3-gram LM: lm_text + training transcripts"
     "$DATA/kathleen/train.jsonl" "$DATA/fsdd/train.jsonl" --order 3
 
 echo "== 4/5 LM weight x word bonus x blank penalty on both dev sets"
-# 36 searches. A blank penalty of 2 nats cut Kathleen dev WER 0.355 -> 0.340 (beam 256) on
-# the 58-epoch model, FSDD 7 -> 6 errors; lm_weight 0.3 and bonus 2, in the grid before,
-# never won (docs/experiments.md)
+# 36 searches. On the 58-epoch model at beam 256, lm_weight / bonus / blank penalty
+# 1.0 / -2 / 2 against the tuned 0.7 / -1 / 0: Kathleen dev WER 0.355 -> 0.340, FSDD 7 -> 6
+# errors (the penalty alone, 0.7 / -1 / 1: 0.348); lm_weight 0.3 and bonus 2, in the grid
+# before, never won (docs/experiments.md)
 # shellcheck disable=SC2086
 asr-lm tune -m "$RUN/best.pt" --manifest $DEV --lm "$RUN/lm3.arpa" --workers 2 --lexicon lm \
     --beam-size "$TUNE_BEAM" --lm-weights 0.5,0.7,1.0 --word-bonuses=-2,-1,0,1 \

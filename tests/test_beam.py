@@ -119,14 +119,31 @@ def test_word_bonus_trades_against_spaces():
 
 
 def test_blank_penalty_keeps_a_symbol_the_blank_outweighs():
-    # "ca" then a frame of blank 0.6 / t 0.35: blank wins unless it is charged e**-1
+    # "ca" then a frame of blank 0.6 / t 0.35: the blank wins by ln(0.6 / 0.35) = 0.54 nats
     frames = spell("ca") + [{"-": 0.6, "t": 0.35}, "-"]
     assert decode(frames)[0].text == decode(frames, blank_penalty=0.0)[0].text == "ca"
+    assert decode(frames, blank_penalty=0.4)[0].text == "ca"
     assert decode(frames, blank_penalty=1.0)[0].text == "cat"
-    # a clear blank stays a blank: 0.9 against 0.001, far more than one nat
+    # a clear blank stays a blank: 0.9 against 0.001 is 6.8 nats, more than 2
     assert decode(spell("ca"), blank_penalty=2.0)[0].text == "ca"
-    with pytest.raises(ValueError, match="blank_penalty"):
-        decode(frames, blank_penalty=float("nan"))
+    for bad in (float("nan"), float("inf"), "1"):
+        with pytest.raises(ValueError, match="blank_penalty"):
+            decode(frames, blank_penalty=bad)
+
+
+def test_set_weights_reaches_worker_processes():
+    """Tuning changes the penalty between searches; forked workers must not keep the old one."""
+    frames = spell("ca") + [{"-": 0.6, "t": 0.35}, "-"]
+    lp = emissions(frames)
+    batch, lengths = torch.stack([lp, lp]), torch.tensor([lp.shape[0]] * 2)
+    with BeamDecoder(DecodingConfig(method="beam"), TOK, workers=2) as decoder:
+        assert [h.text for h in decoder(batch, lengths)] == ["ca", "ca"]
+        decoder.set_weights(0.0, 0.0, blank_penalty=1.0)
+        assert [h.text for h in decoder(batch, lengths)] == ["cat", "cat"]
+        decoder.set_weights(0.0, 0.0)  # the penalty stays unless given
+        assert decoder.cfg.blank_penalty == 1.0
+        with pytest.raises(ValueError, match="blank_penalty"):
+            decoder.set_weights(0.0, 0.0, float("nan"))
 
 
 def test_lexicon_keeps_out_of_lexicon_words_out(tmp_path, toy_lm):
