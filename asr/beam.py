@@ -55,7 +55,6 @@ import heapq
 import math
 import multiprocessing
 import os
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,7 +202,7 @@ class PrefixSearch:
             )
         if cfg.beam_size < 1 or cfg.nbest < 1:
             raise ValueError("decoding.beam_size and decoding.nbest must be at least 1")
-        _check_blank_penalty(cfg.blank_penalty)
+        check_blank_penalty(cfg.blank_penalty)
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.blank = tokenizer.blank_id
@@ -551,7 +550,7 @@ class BeamDecoder(Decoder):
         """New LM weight, word bonus (and blank penalty), keeping the loaded LM (for tuning)."""
         if blank_penalty is None:
             blank_penalty = self.cfg.blank_penalty
-        _check_blank_penalty(blank_penalty)
+        check_blank_penalty(blank_penalty)
         self.cfg = dataclasses.replace(
             self.cfg, lm_weight=lm_weight, word_bonus=word_bonus, blank_penalty=blank_penalty
         )
@@ -564,15 +563,10 @@ class BeamDecoder(Decoder):
             self._pool = None
 
 
-def _check_blank_penalty(value: float) -> None:
+def check_blank_penalty(value: float) -> None:
+    """Raise ValueError unless ``value`` is a finite number."""
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"decoding.blank_penalty must be a finite number, got {value!r}")
-
-
-def check_blank_penalties(values: Sequence[float]) -> None:
-    """Raise ValueError for a value that is not a finite number (before any work is done)."""
-    for value in values:
-        _check_blank_penalty(value)
 
 
 def _first_frames(path: np.ndarray, count: int) -> list[int]:

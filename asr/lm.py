@@ -210,13 +210,14 @@ def tune_lm(
     ``{"lm_weight", "word_bonus", "blank_penalty", "wer", "cer"}``, greedy first (the
     three settings None).
     """
-    from asr.beam import BeamDecoder, check_blank_penalties
+    from asr.beam import BeamDecoder, check_blank_penalty
     from asr.config import DecodingConfig
     from asr.decoding import greedy_decode
     from asr.manifest import read_manifests
     from asr.transcribe import Transcriber
 
-    check_blank_penalties(blank_penalties)  # before the model runs over the dev set
+    for penalty in blank_penalties:  # before the model runs over the dev set
+        check_blank_penalty(penalty)
     utterances = read_manifests([manifest] if isinstance(manifest, (str, Path)) else manifest)
     transcriber = Transcriber.from_checkpoint(checkpoint, device)
     tokenizer = transcriber.loaded.tokenizer
