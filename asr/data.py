@@ -173,7 +173,8 @@ class DurationBatchSampler(Sampler[list[int]]):
     ``size * longest`` stays under ``max_batch_seconds`` (padding is what costs memory), then
     the batch order is shuffled per epoch. With ``sorted_first_epoch`` the first epoch runs
     shortest batches first, which steadies early CTC training. Under DDP every rank draws the
-    same batch list and takes every ``num_replicas``-th batch.
+    same batch list and takes every ``num_replicas``-th batch. With ``large_batch_seconds``
+    the cap rises to that from epoch ``large_batch_epoch`` on.
 
     Resumable: :meth:`state_dict` records the epoch and how many batches were consumed.
     """
@@ -190,9 +191,16 @@ class DurationBatchSampler(Sampler[list[int]]):
         rank: int = 0,
         pad_multiple: int = 0,
         weights: Sequence[float] | None = None,
+        large_batch_seconds: float = 0.0,
+        large_batch_epoch: int = 0,
     ):
         if max_batch_seconds <= 0:
             raise ValueError(f"max_batch_seconds must be positive, got {max_batch_seconds}")
+        if large_batch_seconds < 0 or large_batch_epoch < 0:
+            raise ValueError(
+                "large_batch_seconds and large_batch_epoch must be >= 0, got "
+                f"{large_batch_seconds} and {large_batch_epoch}"
+            )
         if weights is not None and len(weights) != len(durations):
             raise ValueError(f"{len(weights)} weights for {len(durations)} utterances")
         if weights is not None and any(not (w >= 0) for w in weights):
@@ -200,6 +208,8 @@ class DurationBatchSampler(Sampler[list[int]]):
         self.durations = list(durations)
         self.weights = None if weights is None else list(weights)
         self.max_batch_seconds = max_batch_seconds
+        self.large_batch_seconds = large_batch_seconds
+        self.large_batch_epoch = large_batch_epoch
         self.max_batch_size = max_batch_size
         self.shuffle = shuffle
         self.sorted_first_epoch = sorted_first_epoch
@@ -215,6 +225,21 @@ class DurationBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         self.epoch = epoch
         self.skip = skip
+
+    def batch_seconds(self, epoch: int) -> float:
+        """The cap on padded seconds a batch in ``epoch``."""
+        if self.large_batch_seconds and epoch >= self.large_batch_epoch:
+            return self.large_batch_seconds
+        return self.max_batch_seconds
+
+    def epoch_length(self, epoch: int) -> int:
+        """Batches of this rank in ``epoch`` (whole, however far the current one is)."""
+        current = self.epoch
+        self.epoch = epoch
+        try:
+            return len(self._all_batches())
+        finally:
+            self.epoch = current
 
     def _epoch_draw(self, rng: random.Random) -> list[list[int]]:
         """This epoch's utterances, in rounds: utterance ``i`` appears ``floor(w)`` times and
@@ -253,12 +278,13 @@ class DurationBatchSampler(Sampler[list[int]]):
         if self.shuffle:
             rng.shuffle(order)  # random tie-breaking among equal durations
         order.sort(key=lambda i: self.durations[i % n])
+        cap = self.batch_seconds(self.epoch)
         batches: list[list[int]] = []
         current: list[int] = []
         for index in order:
             longest = self.durations[index % n]  # ascending order: the newest is the longest
             full = self.max_batch_size and len(current) >= self.max_batch_size
-            if current and (full or (len(current) + 1) * longest > self.max_batch_seconds):
+            if current and (full or (len(current) + 1) * longest > cap):
                 batches.append(current)
                 current = []
             current.append(index)

@@ -166,6 +166,11 @@ class Trainer:
             raise TrainingError(
                 f"data.feature_placement must be auto|workers|device, got {placement!r}"
             )
+        if cfg.data.large_batch_seconds < 0 or cfg.data.large_batch_epoch < 0:
+            raise TrainingError(
+                "data.large_batch_seconds and data.large_batch_epoch must be >= 0, got "
+                f"{cfg.data.large_batch_seconds} and {cfg.data.large_batch_epoch}"
+            )
         if cfg.data.units not in UNITS:
             raise TrainingError(f"data.units must be {'|'.join(UNITS)}, got {cfg.data.units!r}")
         if placement == "device" and cfg.data.feature_cache:
@@ -325,6 +330,8 @@ class Trainer:
             rank=self.dist.rank,
             pad_multiple=self.dist.world_size * cfg.train.accumulate,
             weights=kept_weights,
+            large_batch_seconds=cfg.data.large_batch_seconds,
+            large_batch_epoch=cfg.data.large_batch_epoch,
         )
         workers = cfg.data.num_workers
         self.loader = DataLoader(
@@ -393,8 +400,7 @@ class Trainer:
         self.skipped = torch.zeros((), dtype=torch.long, device=self.device)
         self.bad_run = torch.zeros_like(self.skipped)  # the current run of them
         self.worst_run = torch.zeros_like(self.skipped)  # the longest run so far
-        self.steps_per_epoch = len(self.sampler) // cfg.train.accumulate
-        self.total_steps = cfg.train.max_steps or cfg.train.epochs * self.steps_per_epoch
+        self.total_steps = cfg.train.max_steps or self._planned_steps()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lr_lambda(
@@ -405,6 +411,18 @@ class Trainer:
             self.device.type, enabled=self.amp_dtype == torch.float16
         )
         self.aug_gen = torch.Generator().manual_seed(cfg.train.seed + 1)
+
+    def _planned_steps(self) -> int:
+        """Optimiser steps in ``train.epochs``, for the learning-rate schedule: epoch 0's
+        count for every epoch, and with large batches epoch ``large_batch_epoch``'s for the
+        epochs from there (weighted draws make the counts vary a little by epoch)."""
+        cfg = self.cfg
+        per_epoch = self.sampler.epoch_length(0) // cfg.train.accumulate
+        switch = cfg.data.large_batch_epoch
+        if not cfg.data.large_batch_seconds or switch >= cfg.train.epochs:
+            return cfg.train.epochs * per_epoch
+        large = self.sampler.epoch_length(switch) // cfg.train.accumulate
+        return switch * per_epoch + (cfg.train.epochs - switch) * large
 
     def _restore(self, state: dict) -> None:
         try:

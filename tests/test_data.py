@@ -279,6 +279,28 @@ def test_len_matches_iteration():
 def test_bad_cap():
     with pytest.raises(ValueError):
         DurationBatchSampler([1.0], 0)
+    with pytest.raises(ValueError, match="large_batch"):
+        DurationBatchSampler([1.0], 5.0, large_batch_seconds=-1.0)
+
+
+def test_large_batches_from_their_epoch_on():
+    durations = random_durations(n=300, seed=4)
+    sampler = DurationBatchSampler(
+        durations, 10.0, seed=2, large_batch_seconds=30.0, large_batch_epoch=2
+    )
+    sizes = {}
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert sorted(i for b in batches for i in b) == list(range(len(durations)))
+        cap = 10.0 if epoch < 2 else 30.0
+        assert all(len(b) * max(durations[i] for i in b) <= cap for b in batches)
+        assert sampler.epoch_length(epoch) == len(batches)
+        sizes[epoch] = len(batches)
+    # three times the cap: about a third of the batches (sorted durations pack evenly)
+    assert sizes[2] < 0.45 * sizes[1] and sizes[3] < 0.45 * sizes[0]
+    sampler.set_epoch(1, skip=3)
+    assert sampler.epoch_length(3) == sizes[3] and len(list(sampler)) == sizes[1] - 3
 
 
 def test_weights_draw_a_fresh_fraction_each_epoch_and_repeat_whole_copies():

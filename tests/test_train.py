@@ -147,6 +147,22 @@ def test_train_weights_set_each_manifests_share(tiny_corpus: Path, tmp_path: Pat
             Trainer(cfg, tmp_path / "bad")
 
 
+def test_large_batches_shorten_the_planned_schedule(tiny_corpus: Path, tmp_path: Path) -> None:
+    base = {"train.epochs": 6, "data.max_batch_seconds": 1.5}
+    small = Trainer(compose_train(tiny_overrides(tiny_corpus, **base)), tmp_path / "a")
+    per_epoch = small.sampler.epoch_length(0)
+    assert small.total_steps == 6 * per_epoch
+    large = {**base, "data.large_batch_seconds": 100.0, "data.large_batch_epoch": 2}
+    trainer = Trainer(compose_train(tiny_overrides(tiny_corpus, **large)), tmp_path / "b")
+    assert trainer.sampler.epoch_length(2) == 1  # the whole tiny corpus in one batch
+    assert trainer.total_steps == 2 * per_epoch + 4
+    summary = trainer.run()
+    assert summary["steps"] == trainer.total_steps and summary["epochs"] == 6
+    bad = {"data.large_batch_seconds": -5}
+    with pytest.raises(TrainingError, match="data.large_batch_seconds"):
+        Trainer(compose_train(tiny_overrides(tiny_corpus, **bad)), tmp_path / "c")
+
+
 def test_bad_values_give_clear_errors(tiny_corpus: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="precision"):
         Trainer(compose_train(tiny_overrides(tiny_corpus, **{"train.precision": "fp8"})), tmp_path)
