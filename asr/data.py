@@ -234,12 +234,7 @@ class DurationBatchSampler(Sampler[list[int]]):
 
     def epoch_length(self, epoch: int) -> int:
         """Batches of this rank in ``epoch`` (whole, however far the current one is)."""
-        current = self.epoch
-        self.epoch = epoch
-        try:
-            return len(self._all_batches())
-        finally:
-            self.epoch = current
+        return len(self._all_batches(epoch))
 
     def _epoch_draw(self, rng: random.Random) -> list[list[int]]:
         """This epoch's utterances, in rounds: utterance ``i`` appears ``floor(w)`` times and
@@ -258,27 +253,26 @@ class DurationBatchSampler(Sampler[list[int]]):
                 rounds[copy].append(index + copy * n)
         return rounds
 
-    def _all_batches(self) -> list[list[int]]:
-        rng = random.Random(self.seed * 100_003 + self.epoch)
+    def _all_batches(self, epoch: int) -> list[list[int]]:
+        rng = random.Random(self.seed * 100_003 + epoch)
         batches: list[list[int]] = []
         # Rounds are batched apart: copies of an utterance have equal durations, and sorted
         # together they would share a batch instead of being spread over the epoch.
         for order in self._epoch_draw(rng):
-            batches += self._cut(order, rng)
-        if self.shuffle and not (self.sorted_first_epoch and self.epoch == 0):
+            batches += self._cut(order, rng, self.batch_seconds(epoch))
+        if self.shuffle and not (self.sorted_first_epoch and epoch == 0):
             rng.shuffle(batches)
         if self.pad_multiple > 1:
             total = math.ceil(len(batches) / self.pad_multiple) * self.pad_multiple
             batches += (batches * self.pad_multiple)[: total - len(batches)]
         return batches[self.rank :: self.num_replicas]
 
-    def _cut(self, order: list[int], rng: random.Random) -> list[list[int]]:
+    def _cut(self, order: list[int], rng: random.Random, cap: float) -> list[list[int]]:
         """``order`` sorted by duration and cut into batches under the caps."""
         n = len(self.durations)
         if self.shuffle:
             rng.shuffle(order)  # random tie-breaking among equal durations
         order.sort(key=lambda i: self.durations[i % n])
-        cap = self.batch_seconds(self.epoch)
         batches: list[list[int]] = []
         current: list[int] = []
         for index in order:
@@ -293,11 +287,11 @@ class DurationBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self._all_batches()
+        batches = self._all_batches(self.epoch)
         yield from batches[self.skip :]
 
     def __len__(self) -> int:
-        return len(self._all_batches())
+        return len(self._all_batches(self.epoch))
 
     def state_dict(self, consumed: int) -> dict:
         """Position after ``consumed`` batches of this rank, counted over all ranks, so that a
