@@ -22,8 +22,8 @@ class DataConfig:
     max_batch_seconds: float = 160.0  # cap on batch size x longest utterance (padded audio)
     max_batch_size: int = 0  # 0: no cap on the number of utterances
     # from epoch `large_batch_epoch` on, batches of up to `large_batch_seconds` (0: never):
-    # small batches get CTC off its all-blank plateau in fewer epochs, larger ones then
-    # train more frames a second (on a CPU, where a step's fixed costs weigh)
+    # small batches get CTC off its all-blank plateau in fewer epochs; larger ones afterwards
+    # learned more per epoch in real_small (docs/experiments.md)
     large_batch_seconds: float = 0.0
     large_batch_epoch: int = 0
     max_duration: float = 30.0  # longer training utterances are skipped and counted

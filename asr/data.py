@@ -196,9 +196,9 @@ class DurationBatchSampler(Sampler[list[int]]):
     ):
         if max_batch_seconds <= 0:
             raise ValueError(f"max_batch_seconds must be positive, got {max_batch_seconds}")
-        if large_batch_seconds < 0 or large_batch_epoch < 0:
+        if not (0 <= large_batch_seconds < math.inf) or large_batch_epoch < 0:
             raise ValueError(
-                "large_batch_seconds and large_batch_epoch must be >= 0, got "
+                "large_batch_seconds must be finite and >= 0, large_batch_epoch >= 0; got "
                 f"{large_batch_seconds} and {large_batch_epoch}"
             )
         if weights is not None and len(weights) != len(durations):

@@ -166,10 +166,10 @@ class Trainer:
             raise TrainingError(
                 f"data.feature_placement must be auto|workers|device, got {placement!r}"
             )
-        if cfg.data.large_batch_seconds < 0 or cfg.data.large_batch_epoch < 0:
+        if not (0 <= cfg.data.large_batch_seconds < math.inf) or cfg.data.large_batch_epoch < 0:
             raise TrainingError(
-                "data.large_batch_seconds and data.large_batch_epoch must be >= 0, got "
-                f"{cfg.data.large_batch_seconds} and {cfg.data.large_batch_epoch}"
+                "data.large_batch_seconds must be finite and >= 0, data.large_batch_epoch >= 0; "
+                f"got {cfg.data.large_batch_seconds} and {cfg.data.large_batch_epoch}"
             )
         if cfg.data.units not in UNITS:
             raise TrainingError(f"data.units must be {'|'.join(UNITS)}, got {cfg.data.units!r}")

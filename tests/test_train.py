@@ -158,9 +158,10 @@ def test_large_batches_shorten_the_planned_schedule(tiny_corpus: Path, tmp_path:
     assert trainer.total_steps == 2 * per_epoch + 4
     summary = trainer.run()
     assert summary["steps"] == trainer.total_steps and summary["epochs"] == 6
-    bad = {"data.large_batch_seconds": -5}
-    with pytest.raises(TrainingError, match="data.large_batch_seconds"):
-        Trainer(compose_train(tiny_overrides(tiny_corpus, **bad)), tmp_path / "c")
+    for value in ("-5", "nan"):
+        bad = {"data.large_batch_seconds": value}
+        with pytest.raises(TrainingError, match="data.large_batch_seconds"):
+            Trainer(compose_train(tiny_overrides(tiny_corpus, **bad)), tmp_path / "c")
 
 
 def test_bad_values_give_clear_errors(tiny_corpus: Path, tmp_path: Path) -> None:
