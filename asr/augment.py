@@ -1,4 +1,4 @@
-"""Waveform augmentation on the fly: speed, gain, additive noise, synthetic reverberation.
+"""Waveform augmentation on the fly: speed, silence, gain, additive noise, reverberation.
 
 Applied per clip in the data-loader workers, before log-mel (SpecAugment comes later, on
 the features). Every random draw comes from a generator seeded with (seed, epoch, index),
@@ -6,6 +6,11 @@ so an epoch's augmented audio is the same whichever worker makes it and after a 
 
 - speed: resampling by a factor (Kaldi-style speed perturbation: tempo and pitch change
   together), one of ``speeds`` drawn uniformly;
+- silence: a random stretch of near-silence (faint noise, or digital zeros) before and after
+  the clip, so the model does not learn that speech starts and ends where a corpus happens to
+  cut it (tightly cut digits read with 200 ms of silence around them went from 5 to 111
+  errors in 250 without it); it comes before reverberation and noise, which then cover it
+  as they would a real pause;
 - gain: a random level change in dB;
 - noise at a random SNR: white, pink (1/f, shaped in the frequency domain) or babble (a
   few other training utterances summed, supplied by the dataset);
@@ -33,10 +38,36 @@ class WaveAugmentSpec:
     snr_db: list[float] = field(default_factory=lambda: [5.0, 30.0])
     reverb_prob: float = 0.0
     rt60: list[float] = field(default_factory=lambda: [0.15, 0.7])  # seconds
+    pad_prob: float = 0.0  # chance of silence around a clip
+    pad_seconds: float = 0.5  # at most this much before, and (drawn apart) after
+    pad_level_db: list[float] = field(default_factory=lambda: [-70.0, -35.0])  # vs the clip
 
     @property
     def enabled(self) -> bool:
-        return bool(self.speeds) or self.gain_db > 0 or self.noise_prob > 0 or self.reverb_prob > 0
+        return (
+            bool(self.speeds)
+            or self.gain_db > 0
+            or self.noise_prob > 0
+            or self.reverb_prob > 0
+            or self.pad_prob > 0
+        )
+
+    def check(self) -> None:
+        """Raise ValueError naming the first field outside its range."""
+        for name in ("noise_prob", "reverb_prob", "pad_prob"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
+        if not 0 <= self.pad_seconds <= 10:
+            raise ValueError(f"pad_seconds must be in [0, 10], got {self.pad_seconds}")
+        for name in ("snr_db", "rt60", "pad_level_db"):
+            bounds = getattr(self, name)
+            if len(bounds) != 2 or not all(np.isfinite(bounds)) or bounds[0] > bounds[1]:
+                raise ValueError(f"{name} must be [low, high] with low <= high, got {bounds}")
+        if self.rt60[0] <= 0:
+            raise ValueError(f"rt60 must be above 0 seconds, got {self.rt60}")
+        if any(f <= 0 for f in self.speeds):
+            raise ValueError(f"speeds must be above 0, got {self.speeds}")
 
 
 def clip_generator(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -72,12 +103,37 @@ def room_impulse(rt60: float, sample_rate: int, rng: np.random.Generator) -> np.
     return tail
 
 
-def add_noise(wave: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """Mix ``noise`` (tiled or cut to length) into ``wave`` at ``snr_db``."""
+def pad_silence(
+    wave: np.ndarray, sample_rate: int, spec: WaveAugmentSpec, rng: np.random.Generator
+) -> np.ndarray:
+    """``wave`` with up to ``pad_seconds`` of near-silence before and after it.
+
+    A fifth of the pads are digital zeros; the rest white noise ``pad_level_db`` (drawn) below
+    the clip's RMS, a quiet room.
+    """
+    before, after = (int(rng.uniform(0, spec.pad_seconds) * sample_rate) for _ in range(2))
+    level_db = rng.uniform(*spec.pad_level_db)
+    if rng.random() < 0.2:
+        level = 0.0
+    else:
+        level = np.sqrt(np.mean(wave**2)) * 10 ** (level_db / 20) if wave.size else 0.0
+    pads = [(rng.standard_normal(n) * level).astype(np.float32) for n in (before, after)]
+    return np.concatenate([pads[0], wave, pads[1]])
+
+
+def add_noise(
+    wave: np.ndarray, noise: np.ndarray, snr_db: float, signal_power: float | None = None
+) -> np.ndarray:
+    """Mix ``noise`` (tiled or cut to length) into ``wave`` at ``snr_db``.
+
+    ``signal_power`` defaults to the mean power of ``wave``; give the speech's own when
+    ``wave`` has been padded with silence, so the pads do not lower the noise.
+    """
     if noise.shape[0] < wave.shape[0]:
         noise = np.tile(noise, wave.shape[0] // max(noise.shape[0], 1) + 1)
     noise = noise[: wave.shape[0]]
-    signal_power = np.mean(wave**2)
+    if signal_power is None:
+        signal_power = np.mean(wave**2)
     noise_power = max(np.mean(noise**2), 1e-12)
     if signal_power <= 0:
         return wave
@@ -96,6 +152,10 @@ def augment_wave(
     x = wave.numpy().astype(np.float32)
     if spec.speeds:
         x = speed_perturb(x, float(rng.choice(spec.speeds)), sample_rate)
+    speech_power = None  # noise is set against the speech, not the speech and its pads
+    if spec.pad_prob and rng.random() < spec.pad_prob:
+        speech_power = float(np.mean(x**2)) if x.size else 0.0
+        x = pad_silence(x, sample_rate, spec, rng)
     if spec.reverb_prob and rng.random() < spec.reverb_prob:
         impulse = room_impulse(rng.uniform(*spec.rt60), sample_rate, rng)
         x = fftconvolve(x, impulse)[: x.shape[0]].astype(np.float32)
@@ -107,7 +167,7 @@ def augment_wave(
             noise = pink_noise(x.shape[0], rng)
         else:
             noise = rng.standard_normal(x.shape[0])
-        x = add_noise(x, noise, rng.uniform(*spec.snr_db))
+        x = add_noise(x, noise, rng.uniform(*spec.snr_db), speech_power)
     if spec.gain_db:
         x = x * np.float32(10 ** (rng.uniform(-spec.gain_db, spec.gain_db) / 20))
     peak = float(np.abs(x).max()) if x.size else 0.0

@@ -171,6 +171,10 @@ class Trainer:
                 "data.large_batch_seconds must be finite and >= 0, data.large_batch_epoch >= 0; "
                 f"got {cfg.data.large_batch_seconds} and {cfg.data.large_batch_epoch}"
             )
+        try:
+            cfg.augment.wave.check()
+        except ValueError as exc:
+            raise TrainingError(f"augment.wave.{exc}") from None
         if cfg.data.units not in UNITS:
             raise TrainingError(f"data.units must be {'|'.join(UNITS)}, got {cfg.data.units!r}")
         if placement == "device" and cfg.data.feature_cache:

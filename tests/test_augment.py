@@ -11,6 +11,7 @@ from asr.augment import (
     add_noise,
     augment_wave,
     clip_generator,
+    pad_silence,
     pink_noise,
     room_impulse,
     speed_perturb,
@@ -84,3 +85,55 @@ def test_disabled_spec_changes_nothing() -> None:
     assert not WaveAugmentSpec().enabled
     wave = torch.from_numpy(tone(0.2))
     assert torch.equal(augment_wave(wave, SR, WaveAugmentSpec(), clip_generator(0, 0, 0)), wave)
+
+
+def square(seconds: float = 0.5) -> np.ndarray:
+    """A wave at +-0.25 in every sample: where it starts is plain to see."""
+    return (0.25 * (-1.0) ** np.arange(int(seconds * SR))).astype(np.float32)
+
+
+def test_silence_pads_surround_the_clip_quietly() -> None:
+    wave = square()
+    spec = WaveAugmentSpec(pad_prob=1.0, pad_seconds=0.3, pad_level_db=[-40.0, -40.0])
+    lengths, zeros = [], 0
+    for index in range(40):
+        out = pad_silence(wave, SR, spec, clip_generator(0, 0, index))
+        assert len(wave) <= len(out) <= len(wave) + 2 * 0.3 * SR
+        start = int(np.flatnonzero(np.abs(out) > 0.1)[0])
+        # the clip itself is untouched, somewhere inside
+        assert np.array_equal(out[start : start + len(wave)], wave)
+        pads = np.concatenate([out[:start], out[start + len(wave) :]])
+        if len(pads) and not pads.any():
+            zeros += 1
+        elif len(pads) > 100:
+            level = 10 * np.log10(np.mean(pads**2) / np.mean(wave**2))
+            assert level == pytest.approx(-40, abs=1.5)
+        lengths.append(len(out) - len(wave))
+    assert 0 < zeros < 20  # a fifth of the pads are digital silence
+    assert np.std(lengths) > 0.05 * SR  # drawn, not fixed
+
+
+def test_noise_over_padded_clips_is_set_against_the_speech() -> None:
+    wave = square()
+    spec = WaveAugmentSpec(
+        pad_prob=1.0, pad_seconds=1.0, noise_prob=1.0, noise_types=["white"], snr_db=[10.0, 10.0]
+    )
+    out = augment_wave(torch.from_numpy(wave), SR, spec, clip_generator(0, 0, 1)).numpy()
+    assert len(out) > 2 * len(wave)
+    window_power = np.mean(out[: len(out) // 160 * 160].reshape(-1, 160) ** 2, axis=1)
+    pads = window_power[window_power < 0.02]  # the clip's windows hold 0.0625 + the noise
+    assert len(pads) >= len(window_power) // 3
+    # the pads carry noise at the clip's 10 dB SNR, not at the padded wave's lower average
+    snr = 10 * np.log10(np.mean(wave**2) / np.mean(pads))
+    assert snr == pytest.approx(10, abs=0.5)
+
+
+@pytest.mark.parametrize(
+    ("field_name", "value"),
+    [("pad_prob", 1.5), ("noise_prob", -0.1), ("pad_seconds", -1.0), ("snr_db", [30.0, 5.0]),
+     ("pad_level_db", [float("nan"), 0.0]), ("rt60", [0.0, 0.5]), ("speeds", [0.0, 1.0])],
+)  # fmt: skip
+def test_bad_augmentation_values_name_their_field(field_name: str, value) -> None:
+    WaveAugmentSpec().check()
+    with pytest.raises(ValueError, match=f"^{field_name} must"):
+        WaveAugmentSpec(**{field_name: value}).check()
