@@ -145,3 +145,6 @@ class EvaluateConfig:
     # text normalisation before scoring: "default" (training's) | "none" (white space only)
     normalize: str = "default"
     training_run: str = ""  # a training run folder: its curves go into report.html
+    # seconds of silence (zeros) added before and after every clip: how the model copes with
+    # pauses that tightly cut corpora lack (0: the clips as they are)
+    pad_seconds: float = 0.0

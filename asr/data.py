@@ -51,6 +51,8 @@ class SpeechDataset(Dataset):
     ``features=None`` returns waveforms at ``sample_rate`` for batched extraction elsewhere;
     ``tokenizer=None`` returns no tokens (decoding only). With a ``cache``, features of clips
     without waveform augmentation are read from it, or computed and stored there.
+    ``pad_seconds``: digital silence added before and after every clip (after augmentation),
+    the evaluation's check of how a model copes with pauses its corpora cut away.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class SpeechDataset(Dataset):
         augment: WaveAugmentSpec | None = None,
         seed: int = 0,
         cache: FeatureCache | None = None,
+        pad_seconds: float = 0.0,
     ):
         self.utterances = utterances
         self.features = features
@@ -69,7 +72,11 @@ class SpeechDataset(Dataset):
         self.sample_rate = features.spec.sample_rate if features is not None else sample_rate
         self.augment = augment if augment is not None and augment.enabled else None
         self.seed = seed
-        self.cache = cache if features is not None and self.augment is None else None
+        if not 0 <= pad_seconds < float("inf"):
+            raise ValueError(f"pad_seconds must be finite and >= 0, got {pad_seconds}")
+        self.pad = round(pad_seconds * self.sample_rate)
+        exact = self.augment is None and self.pad == 0  # what the cache holds
+        self.cache = cache if features is not None and exact else None
         self.epoch = 0  # set by the trainer: augmentation draws depend on (seed, epoch, index)
 
     def __len__(self) -> int:
@@ -101,6 +108,8 @@ class SpeechDataset(Dataset):
             wave = augment_wave(
                 wave, self.sample_rate, self.augment, rng, lambda n: self._babble(n, rng)
             )
+        if self.pad:
+            wave = torch.nn.functional.pad(wave, (self.pad, self.pad))
         if self.features is None:
             return {**item, "input": wave}
         with torch.no_grad():

@@ -73,9 +73,11 @@ def decode_utterances(
     num_workers: int = 0,
     decoder: Decoder | None = None,
     cache: FeatureCache | None = None,
+    pad_seconds: float = 0.0,
 ) -> list[str]:
     """Transcripts for ``utterances`` in manifest order ("" for unreadable audio); features
-    come from ``cache`` when it has them (CPU features only)."""
+    come from ``cache`` when it has them (CPU features only). ``pad_seconds``: silence
+    added before and after each clip."""
     decoder = decoder or GreedyDecoder(tokenizer)
     was_training = model.training
     model.eval()
@@ -86,12 +88,15 @@ def decode_utterances(
         None,
         features.spec.sample_rate,
         cache=cache,
+        pad_seconds=pad_seconds,
     )
     if on_device:
         features.to(device)
     loader = DataLoader(
         dataset,
-        batch_sampler=batches_by_duration([u.duration for u in utterances], max_batch_seconds),
+        batch_sampler=batches_by_duration(
+            [u.duration + 2 * pad_seconds for u in utterances], max_batch_seconds
+        ),
         collate_fn=collate,
         num_workers=num_workers,
         worker_init_fn=worker_init if num_workers else None,
@@ -203,6 +208,8 @@ def evaluate(cfg: EvaluateConfig, output_dir: str | Path) -> dict[str, dict]:
     if not cfg.manifests:
         raise ValueError("manifests is empty: give at least one manifest to evaluate")
     get_normalizer(cfg.normalize)  # a bad name fails before the model loads
+    if not 0 <= cfg.pad_seconds <= 60:
+        raise ValueError(f"pad_seconds must be in [0, 60], got {cfg.pad_seconds}")
     # Read the curves first too: a wrong folder should not cost a whole decoding run.
     curves = read_training_curves(cfg.training_run) if cfg.training_run else None
     out = Path(output_dir)
@@ -216,6 +223,7 @@ def evaluate(cfg: EvaluateConfig, output_dir: str | Path) -> dict[str, dict]:
         "checkpoint": str(cfg.checkpoint),
         "checkpoint_sha256": file_digest(cfg.checkpoint),
         "decoding": asdict(cfg.decoding),
+        "pad_seconds": cfg.pad_seconds,
         "device": str(device),
         "jiwer_version": _jiwer_version(),
     }
@@ -254,6 +262,7 @@ def _evaluate_manifest(
         cfg.max_batch_seconds,
         cfg.num_workers,
         decoder,
+        pad_seconds=cfg.pad_seconds,
     )
     elapsed = time.perf_counter() - start
     audio_s = sum(u.duration for u in utterances)

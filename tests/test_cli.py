@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import REPO, tiny_overrides
 
 BIN = Path(sys.executable).parent
@@ -232,3 +234,41 @@ def test_evaluate_decodes_with_worker_processes(tiny_corpus: Path, tmp_path: Pat
     assert tables[0] == tables[1]
     hyps = [row.split("\t")[-1] for row in tables[0].splitlines()[1:]]
     assert any(hyps)  # the random model says something: the comparison is not vacuous
+
+
+def test_evaluation_can_pad_every_clip_with_silence(tiny_corpus: Path, tmp_path: Path) -> None:
+    """pad_seconds reaches the model (longer outputs), is recorded, and is checked."""
+    from conftest import random_checkpoint
+
+    from asr.checkpoint import build_from_checkpoint
+    from asr.config import EvaluateConfig
+    from asr.decoding import GreedyDecoder
+    from asr.evaluate import decode_utterances, evaluate
+    from asr.manifest import read_manifest
+
+    model = random_checkpoint(tmp_path / "m.pt")
+    loaded = build_from_checkpoint(model, torch.device("cpu"))
+    utterances = read_manifest(tiny_corpus / "dev.jsonl")
+    frames: dict[float, list[int]] = {}
+    for pad in (0.0, 0.4):
+        greedy = GreedyDecoder(loaded.tokenizer)
+
+        def decoder(log_probs, lengths, pad=pad, greedy=greedy):
+            frames.setdefault(pad, []).extend(lengths.tolist())
+            return greedy(log_probs, lengths)
+
+        args = (loaded.model, loaded.features, loaded.tokenizer, utterances, torch.device("cpu"))
+        decode_utterances(*args, decoder=decoder, pad_seconds=pad)
+    # 0.8 s more audio is 80 more 10 ms feature frames, fewer after subsampling
+    more = 80 // loaded.model.dims.subsampling
+    growth = [b - a for a, b in zip(sorted(frames[0.0]), sorted(frames[0.4]), strict=True)]
+    assert growth == [more] * 6
+    cfg = EvaluateConfig(
+        checkpoint=str(model), manifests=[str(tiny_corpus / "dev.jsonl")], device="cpu",
+        threads=1, num_workers=0, pad_seconds=0.4,
+    )  # fmt: skip
+    evaluate(cfg, tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / f"{tiny_corpus.name}-dev.summary.json").read_text())
+    assert summary["pad_seconds"] == 0.4
+    with pytest.raises(ValueError, match=r"^pad_seconds must be in \[0, 60\], got -1"):
+        evaluate(dataclasses.replace(cfg, pad_seconds=-1.0), tmp_path / "bad")

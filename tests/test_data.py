@@ -130,6 +130,18 @@ def test_dataset_returns_waveforms_without_features(tmp_path):
     assert "tokens" not in item
 
 
+def test_dataset_pads_clips_with_silence(tmp_path):
+    _tone(tmp_path / "x.wav", 0.1)
+    utt = Utterance(str(tmp_path / "x.wav"), 0.1, "x", origin="m:1")
+    plain = SpeechDataset([utt], None, None, sample_rate=8000)[0]["input"]
+    padded = SpeechDataset([utt], None, None, sample_rate=8000, pad_seconds=0.05)[0]["input"]
+    assert padded.shape == (800 + 2 * 400,)
+    assert not padded[:400].any() and not padded[-400:].any()
+    assert torch.equal(padded[400:-400], plain)
+    with pytest.raises(ValueError, match="pad_seconds must be finite and >= 0, got -0.1"):
+        SpeechDataset([utt], None, None, sample_rate=8000, pad_seconds=-0.1)
+
+
 # ------------------------------------------------------------------ sampler
 
 
