@@ -1,4 +1,4 @@
-"""Waveform augmentation on the fly: speed, silence, gain, additive noise, reverberation.
+"""Waveform augmentation on the fly: speed, silence, reverberation, additive noise, gain.
 
 Applied per clip in the data-loader workers, before log-mel (SpecAugment comes later, on
 the features). Every random draw comes from a generator seeded with (seed, epoch, index),
@@ -11,15 +11,19 @@ so an epoch's augmented audio is the same whichever worker makes it and after a 
   to cut it (a model trained without it read FSDD's tightly cut dev digits with 200 ms of
   digital silence around them as 111 errors in 250 instead of 5); it comes before
   reverberation and noise, which then cover it as they would a real pause;
-- gain: a random level change in dB;
+- reverberation: convolution with a synthetic room impulse response, exponentially
+  decaying noise with a random RT60 after a direct-path impulse;
 - noise at a random SNR: white, pink (1/f, shaped in the frequency domain) or babble (a
   few other training utterances summed, supplied by the dataset);
-- reverberation: convolution with a synthetic room impulse response, exponentially
-  decaying noise with a random RT60 after a direct-path impulse.
+- gain: a random level change in dB.
+
+In that order. Batches are sized by the clips' own durations, so silence pads make them
+longer than ``data.max_batch_seconds`` says (by up to ``2 * pad_seconds`` a clip).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,13 +32,15 @@ import soxr
 import torch
 from scipy.signal import fftconvolve
 
+NOISE_TYPES = ("white", "pink", "babble")
+
 
 @dataclass
 class WaveAugmentSpec:
     speeds: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]; empty: off
     gain_db: float = 0.0  # +- this many dB; 0: off
     noise_prob: float = 0.0
-    noise_types: list[str] = field(default_factory=lambda: ["white", "pink", "babble"])
+    noise_types: list[str] = field(default_factory=lambda: list(NOISE_TYPES))
     snr_db: list[float] = field(default_factory=lambda: [5.0, 30.0])
     reverb_prob: float = 0.0
     rt60: list[float] = field(default_factory=lambda: [0.15, 0.7])  # seconds
@@ -60,14 +66,21 @@ class WaveAugmentSpec:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
         if not 0 <= self.pad_seconds <= 10:
             raise ValueError(f"pad_seconds must be in [0, 10], got {self.pad_seconds}")
+        if not 0 <= self.gain_db < math.inf:
+            raise ValueError(f"gain_db must be finite and >= 0, got {self.gain_db}")
         for name in ("snr_db", "rt60", "pad_level_db"):
             bounds = getattr(self, name)
             if len(bounds) != 2 or not all(np.isfinite(bounds)) or bounds[0] > bounds[1]:
                 raise ValueError(f"{name} must be [low, high] with low <= high, got {bounds}")
         if self.rt60[0] <= 0:
             raise ValueError(f"rt60 must be above 0 seconds, got {self.rt60}")
-        if any(f <= 0 for f in self.speeds):
-            raise ValueError(f"speeds must be above 0, got {self.speeds}")
+        if self.pad_level_db[1] > 0:
+            raise ValueError(f"pad_level_db must be at most 0 dB, got {self.pad_level_db}")
+        if not all(0 < f < math.inf for f in self.speeds):
+            raise ValueError(f"speeds must be finite and above 0, got {self.speeds}")
+        unknown = set(self.noise_types) - set(NOISE_TYPES)
+        if not self.noise_types or unknown:
+            raise ValueError(f"noise_types must be some of {NOISE_TYPES}, got {self.noise_types}")
 
 
 def clip_generator(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -108,8 +121,8 @@ def pad_silence(
 ) -> np.ndarray:
     """``wave`` with up to ``pad_seconds`` of near-silence before and after it.
 
-    A fifth of the pads are digital zeros; the rest white noise ``pad_level_db`` (drawn) below
-    the clip's RMS, a quiet room.
+    One clip in five gets digital zeros; the others white noise ``pad_level_db`` (drawn once
+    for both pads) below the clip's RMS, a quiet room.
     """
     before, after = (int(rng.uniform(0, spec.pad_seconds) * sample_rate) for _ in range(2))
     level_db = rng.uniform(*spec.pad_level_db)

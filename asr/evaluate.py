@@ -265,7 +265,8 @@ def _evaluate_manifest(
         pad_seconds=cfg.pad_seconds,
     )
     elapsed = time.perf_counter() - start
-    audio_s = sum(u.duration for u in utterances)
+    # the audio decoded, silence pads included
+    audio_s = sum(u.duration for u in utterances) + 2 * cfg.pad_seconds * len(utterances)
     meta = {
         "manifest": str(manifest),
         **settings,

@@ -519,6 +519,7 @@ def settings_line(report: ErrorReport) -> str:
         f"sha256 {digest}…" if digest else "",
         f"decoding {_decoding_text(decoding)}" if decoding else "",
         f"normalisation {report.normalize}",
+        f"{meta['pad_seconds']} s of silence around each clip" if meta.get("pad_seconds") else "",
         f"device {meta['device']}" if meta.get("device") else "",
     ]
     return ", ".join(p for p in parts if p)

@@ -131,9 +131,11 @@ def test_noise_over_padded_clips_is_set_against_the_speech() -> None:
 @pytest.mark.parametrize(
     ("field_name", "value"),
     [("pad_prob", 1.5), ("noise_prob", -0.1), ("pad_seconds", -1.0), ("snr_db", [30.0, 5.0]),
-     ("pad_level_db", [float("nan"), 0.0]), ("rt60", [0.0, 0.5]), ("speeds", [0.0, 1.0])],
+     ("pad_level_db", [float("nan"), 0.0]), ("pad_level_db", [-10.0, 5.0]), ("rt60", [0.0, 0.5]),
+     ("speeds", [0.0, 1.0]), ("speeds", [float("nan")]), ("gain_db", float("nan")),
+     ("noise_types", []), ("noise_types", ["pinkk"])],
 )  # fmt: skip
-def test_bad_augmentation_values_name_their_field(field_name: str, value) -> None:
+def test_bad_augmentation_values_name_their_field(field_name: str, value: object) -> None:
     WaveAugmentSpec().check()
     with pytest.raises(ValueError, match=f"^{field_name} must"):
         WaveAugmentSpec(**{field_name: value}).check()

@@ -253,7 +253,9 @@ def test_evaluation_can_pad_every_clip_with_silence(tiny_corpus: Path, tmp_path:
     for pad in (0.0, 0.4):
         greedy = GreedyDecoder(loaded.tokenizer)
 
-        def decoder(log_probs, lengths, pad=pad, greedy=greedy):
+        def decoder(
+            log_probs: torch.Tensor, lengths: torch.Tensor, pad: float = pad, greedy=greedy
+        ) -> list:
             frames.setdefault(pad, []).extend(lengths.tolist())
             return greedy(log_probs, lengths)
 
@@ -270,5 +272,6 @@ def test_evaluation_can_pad_every_clip_with_silence(tiny_corpus: Path, tmp_path:
     evaluate(cfg, tmp_path / "out")
     summary = json.loads((tmp_path / "out" / f"{tiny_corpus.name}-dev.summary.json").read_text())
     assert summary["pad_seconds"] == 0.4
+    assert "0.4 s of silence around each clip" in (tmp_path / "out" / "report.md").read_text()
     with pytest.raises(ValueError, match=r"^pad_seconds must be in \[0, 60\], got -1"):
         evaluate(dataclasses.replace(cfg, pad_seconds=-1.0), tmp_path / "bad")
