@@ -72,7 +72,7 @@ class SpeechDataset(Dataset):
         self.sample_rate = features.spec.sample_rate if features is not None else sample_rate
         self.augment = augment if augment is not None and augment.enabled else None
         self.seed = seed
-        if not 0 <= pad_seconds < float("inf"):
+        if not 0 <= pad_seconds < math.inf:
             raise ValueError(f"pad_seconds must be finite and >= 0, got {pad_seconds}")
         self.pad = round(pad_seconds * self.sample_rate)
         exact = self.augment is None and self.pad == 0  # what the cache holds

@@ -171,8 +171,8 @@ def test_bad_values_give_clear_errors(tiny_corpus: Path, tmp_path: Path) -> None
         Trainer(compose_train(["model=tiny"]), tmp_path)
     with pytest.raises(TrainingError, match="no usable"):
         Trainer(compose_train(tiny_overrides(tiny_corpus, **{"data.max_duration": 0.1})), tmp_path)
+    overrides = tiny_overrides(tiny_corpus, **{"augment.wave.pad_prob": 2})
     with pytest.raises(TrainingError, match=r"^augment\.wave\.pad_prob must be a probability"):
-        overrides = tiny_overrides(tiny_corpus, **{"augment.wave.pad_prob": 2})
         Trainer(compose_train(overrides), tmp_path)
 
 
