@@ -3,6 +3,9 @@
 Applied per clip in the data-loader workers, before log-mel (SpecAugment comes later, on
 the features). Every random draw comes from a generator seeded with (seed, epoch, index),
 so an epoch's augmented audio is the same whichever worker makes it and after a resume.
+The draws that set a clip's length (its speed and its pads, a :class:`ClipPlan`) come from
+a generator of their own, so the batch sampler can make the same draws before the clip is
+loaded and size batches by the length the model will see.
 
 - speed: resampling by a factor (Kaldi-style speed perturbation: tempo and pitch change
   together), one of ``speeds`` drawn uniformly;
@@ -17,8 +20,7 @@ so an epoch's augmented audio is the same whichever worker makes it and after a 
   few other training utterances summed, supplied by the dataset);
 - gain: a random level change in dB.
 
-In that order. Batches are sized by the clips' own durations, so silence pads make them
-longer than ``data.max_batch_seconds`` says (by up to ``2 * pad_seconds`` a clip).
+In that order.
 """
 
 from __future__ import annotations
@@ -88,6 +90,35 @@ def clip_generator(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
 
+@dataclass(frozen=True)
+class ClipPlan:
+    """The draws that set an augmented clip's length: its speed and its silence pads."""
+
+    speed: float = 1.0
+    pad_before: float = 0.0  # seconds
+    pad_after: float = 0.0
+
+    def seconds(self, duration: float) -> float:
+        """How long a clip of ``duration`` seconds lasts once augmented."""
+        return duration / self.speed + self.pad_before + self.pad_after
+
+
+def draw_plan(spec: WaveAugmentSpec, rng: np.random.Generator) -> ClipPlan:
+    """A clip's speed (one of ``speeds``) and, with ``pad_prob``, its pads (each uniform
+    in [0, ``pad_seconds``])."""
+    speed = float(rng.choice(spec.speeds)) if spec.speeds else 1.0
+    if spec.pad_prob and rng.random() < spec.pad_prob:
+        before, after = rng.uniform(0, spec.pad_seconds, size=2)
+        return ClipPlan(speed, float(before), float(after))
+    return ClipPlan(speed)
+
+
+def plan_clip(spec: WaveAugmentSpec, seed: int, epoch: int, index: int) -> ClipPlan:
+    """The plan of one clip in one epoch, the same in the sampler and in any worker: drawn
+    from a generator apart from :func:`clip_generator`'s (its fourth seed word)."""
+    return draw_plan(spec, np.random.default_rng([seed, epoch, index, 1]))
+
+
 def speed_perturb(wave: np.ndarray, factor: float, sample_rate: int) -> np.ndarray:
     """Play ``wave`` ``factor`` times faster (and higher): resample from rate*factor to rate."""
     if factor == 1.0:
@@ -117,14 +148,17 @@ def room_impulse(rt60: float, sample_rate: int, rng: np.random.Generator) -> np.
 
 
 def pad_silence(
-    wave: np.ndarray, sample_rate: int, spec: WaveAugmentSpec, rng: np.random.Generator
+    wave: np.ndarray,
+    before: int,
+    after: int,
+    spec: WaveAugmentSpec,
+    rng: np.random.Generator,
 ) -> np.ndarray:
-    """``wave`` with up to ``pad_seconds`` of near-silence before and after it.
+    """``wave`` with ``before`` and ``after`` samples of near-silence around it.
 
     One clip in five gets digital zeros; the others white noise ``pad_level_db`` (drawn once
     for both pads) below the clip's RMS, a quiet room.
     """
-    before, after = (int(rng.uniform(0, spec.pad_seconds) * sample_rate) for _ in range(2))
     level_db = rng.uniform(*spec.pad_level_db)
     if rng.random() < 0.2:
         level = 0.0
@@ -160,15 +194,22 @@ def augment_wave(
     spec: WaveAugmentSpec,
     rng: np.random.Generator,
     babble: Callable[[int], np.ndarray] | None = None,
+    plan: ClipPlan | None = None,
 ) -> torch.Tensor:
-    """Apply the augmentations of ``spec`` to a mono wave [N]; returns a new wave [N']."""
+    """Apply the augmentations of ``spec`` to a mono wave [N]; returns a new wave [N'].
+
+    ``plan`` gives the speed and the pads (see :func:`plan_clip`); without one they are
+    drawn from ``rng`` too.
+    """
+    if plan is None:
+        plan = draw_plan(spec, rng)
     x = wave.numpy().astype(np.float32)
-    if spec.speeds:
-        x = speed_perturb(x, float(rng.choice(spec.speeds)), sample_rate)
+    x = speed_perturb(x, plan.speed, sample_rate)
     speech_power = None  # noise is set against the speech, not the speech and its pads
-    if spec.pad_prob and rng.random() < spec.pad_prob:
+    if plan.pad_before or plan.pad_after:
         speech_power = float(np.mean(x**2)) if x.size else 0.0
-        x = pad_silence(x, sample_rate, spec, rng)
+        before, after = (int(s * sample_rate) for s in (plan.pad_before, plan.pad_after))
+        x = pad_silence(x, before, after, spec, rng)
     if spec.reverb_prob and rng.random() < spec.reverb_prob:
         impulse = room_impulse(rng.uniform(*spec.rt60), sample_rate, rng)
         x = fftconvolve(x, impulse)[: x.shape[0]].astype(np.float32)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from asr.audio import AudioError, load_audio
-from asr.augment import WaveAugmentSpec, augment_wave, clip_generator
+from asr.augment import WaveAugmentSpec, augment_wave, clip_generator, plan_clip
 from asr.feature_cache import FeatureCache
 from asr.features import LogMel, num_frames
 from asr.manifest import Utterance
@@ -105,8 +105,9 @@ class SpeechDataset(Dataset):
             return {"index": index, "error": f"{utt.origin}: {exc}"}
         if self.augment is not None:
             rng = clip_generator(self.seed, self.epoch, key)
+            plan = plan_clip(self.augment, self.seed, self.epoch, key)  # as the sampler drew
             wave = augment_wave(
-                wave, self.sample_rate, self.augment, rng, lambda n: self._babble(n, rng)
+                wave, self.sample_rate, self.augment, rng, lambda n: self._babble(n, rng), plan
             )
         if self.pad:
             wave = torch.nn.functional.pad(wave, (self.pad, self.pad))
@@ -175,12 +176,30 @@ def estimated_frames(duration: float, sample_rate: int, hop_length: int) -> int:
     return num_frames(int(round(duration * sample_rate)), hop_length)
 
 
+class AugmentedLengths:
+    """``(epoch, key) -> seconds``: how long utterance copy ``key`` (see
+    :class:`SpeechDataset`) lasts in ``epoch`` once its speed and silence pads are applied,
+    drawn as the data-loader workers will draw them."""
+
+    def __init__(self, durations: Sequence[float], spec: WaveAugmentSpec, seed: int):
+        self.durations = list(durations)
+        self.spec = spec
+        self.seed = seed
+
+    def __call__(self, epoch: int, key: int) -> float:
+        duration = self.durations[key % len(self.durations)]
+        return plan_clip(self.spec, self.seed, epoch, key).seconds(duration)
+
+
 class DurationBatchSampler(Sampler[list[int]]):
     """Batches of similar duration whose padded length sum stays under a cap.
 
     Utterances are sorted by duration (ties broken randomly per epoch), cut into batches whose
     ``size * longest`` stays under ``max_batch_seconds`` (padding is what costs memory), then
-    the batch order is shuffled per epoch. With ``sorted_first_epoch`` the first epoch runs
+    the batch order is shuffled per epoch. ``lengths(epoch, key)``, when given, is the
+    duration a clip will have in that epoch (e.g. :class:`AugmentedLengths`): with speed
+    perturbation and silence pads, sorting and capping by the durations as recorded left a
+    quarter of the real recipe's frames padding. With ``sorted_first_epoch`` the first epoch runs
     shortest batches first, which steadies early CTC training. Under DDP every rank draws the
     same batch list and takes every ``num_replicas``-th batch. With ``large_batch_seconds``
     the cap rises to that from epoch ``large_batch_epoch`` on.
@@ -202,6 +221,7 @@ class DurationBatchSampler(Sampler[list[int]]):
         weights: Sequence[float] | None = None,
         large_batch_seconds: float = 0.0,
         large_batch_epoch: int = 0,
+        lengths: Callable[[int, int], float] | None = None,
     ):
         if max_batch_seconds <= 0:
             raise ValueError(f"max_batch_seconds must be positive, got {max_batch_seconds}")
@@ -228,8 +248,10 @@ class DurationBatchSampler(Sampler[list[int]]):
         # The batch count is padded (wrapping around) to a multiple of this: every rank must
         # run the same number of steps, each of the same number of accumulated batches.
         self.pad_multiple = max(pad_multiple, num_replicas)
+        self.lengths = lengths
         self.epoch = 0
         self.skip = 0  # batches of the current epoch already consumed (resume)
+        self._drawn: tuple[tuple[int, int], list[list[int]]] | None = None  # (seed, epoch)
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         self.epoch = epoch
@@ -263,12 +285,18 @@ class DurationBatchSampler(Sampler[list[int]]):
         return rounds
 
     def _all_batches(self, epoch: int) -> list[list[int]]:
+        # the draws of AugmentedLengths cost ~50 us a clip: make them once an epoch
+        if self._drawn is None or self._drawn[0] != (self.seed, epoch):
+            self._drawn = ((self.seed, epoch), self._draw_batches(epoch))
+        return self._drawn[1]
+
+    def _draw_batches(self, epoch: int) -> list[list[int]]:
         rng = random.Random(self.seed * 100_003 + epoch)
         batches: list[list[int]] = []
         # Rounds are batched apart: copies of an utterance have equal durations, and sorted
         # together they would share a batch instead of being spread over the epoch.
         for order in self._epoch_draw(rng):
-            batches += self._cut(order, rng, self.batch_seconds(epoch))
+            batches += self._cut(order, rng, self.batch_seconds(epoch), epoch)
         if self.shuffle and not (self.sorted_first_epoch and epoch == 0):
             rng.shuffle(batches)
         if self.pad_multiple > 1:
@@ -276,16 +304,20 @@ class DurationBatchSampler(Sampler[list[int]]):
             batches += (batches * self.pad_multiple)[: total - len(batches)]
         return batches[self.rank :: self.num_replicas]
 
-    def _cut(self, order: list[int], rng: random.Random, cap: float) -> list[list[int]]:
-        """``order`` sorted by duration and cut into batches under the caps."""
+    def _cut(self, order: list[int], rng: random.Random, cap: float, epoch: int) -> list[list[int]]:
+        """``order`` sorted by length and cut into batches under the caps."""
         n = len(self.durations)
+        if self.lengths is None:
+            length = {i: self.durations[i % n] for i in order}
+        else:
+            length = {i: self.lengths(epoch, i) for i in order}
         if self.shuffle:
             rng.shuffle(order)  # random tie-breaking among equal durations
-        order.sort(key=lambda i: self.durations[i % n])
+        order.sort(key=length.__getitem__)
         batches: list[list[int]] = []
         current: list[int] = []
         for index in order:
-            longest = self.durations[index % n]  # ascending order: the newest is the longest
+            longest = length[index]  # ascending order: the newest is the longest
             full = self.max_batch_size and len(current) >= self.max_batch_size
             if current and (full or (len(current) + 1) * longest > cap):
                 batches.append(current)

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from asr import checkpoint as ckpt
 from asr.config import TrainRunConfig
 from asr.data import (
+    AugmentedLengths,
     Batch,
     DurationBatchSampler,
     SpeechDataset,
@@ -336,6 +337,12 @@ class Trainer:
             weights=kept_weights,
             large_batch_seconds=cfg.data.large_batch_seconds,
             large_batch_epoch=cfg.data.large_batch_epoch,
+            # sized by the clips as sped up and padded, the same draws the workers make
+            lengths=(
+                AugmentedLengths(durations, cfg.augment.wave, cfg.train.seed)
+                if cfg.augment.wave.enabled
+                else None
+            ),
         )
         workers = cfg.data.num_workers
         self.loader = DataLoader(

@@ -8,7 +8,9 @@ import pytest
 import soundfile as sf
 import torch
 
+from asr.augment import WaveAugmentSpec
 from asr.data import (
+    AugmentedLengths,
     DurationBatchSampler,
     SpeechDataset,
     batches_by_duration,
@@ -140,6 +142,25 @@ def test_dataset_pads_clips_with_silence(tmp_path):
     assert torch.equal(padded[400:-400], plain)
     with pytest.raises(ValueError, match="pad_seconds must be finite and >= 0, got -0.1"):
         SpeechDataset([utt], None, None, sample_rate=8000, pad_seconds=-0.1)
+
+
+def test_augmented_clips_last_as_the_sampler_plans(tmp_path):
+    # the sampler sizes batches by AugmentedLengths: the workers must make clips that long
+    durations = [0.3, 1.1, 0.7]
+    for i, seconds in enumerate(durations):
+        _tone(tmp_path / f"{i}.wav", seconds)
+    utts = [Utterance(str(tmp_path / f"{i}.wav"), d, "x") for i, d in enumerate(durations)]
+    spec = WaveAugmentSpec(speeds=[0.9, 1.0, 1.1], pad_prob=0.7, pad_seconds=0.5, gain_db=3)
+    dataset = SpeechDataset(utts, None, None, sample_rate=RATE, augment=spec, seed=4)
+    lengths = AugmentedLengths(durations, spec, seed=4)
+    seen = set()
+    for epoch in range(3):
+        dataset.epoch = epoch
+        for key in range(6):  # keys 3..5 are second copies (weighted sampling)
+            planned = lengths(epoch, key)
+            assert len(dataset[key]["input"]) / RATE == pytest.approx(planned, abs=2e-3)
+            seen.add(round(planned, 3))
+    assert len(seen) > 12  # drawn per clip and epoch, not fixed
 
 
 # ------------------------------------------------------------------ sampler
@@ -338,6 +359,27 @@ def test_weights_draw_a_fresh_fraction_each_epoch_and_repeat_whole_copies():
         i % 240 for b in epoch_batches(durations, epoch=1, weights=weights) for i in b if i < 200
     }
     assert len(set().union(*drawn)) > 100
+
+
+def test_batches_are_sized_by_the_augmented_lengths():
+    # speed perturbation and silence pads: sorted and capped by the recorded durations, a
+    # batch is as long as its longest pads, and its frames under the cap no longer
+    durations = random_durations(n=400, seed=5)
+    spec = WaveAugmentSpec(speeds=[0.9, 1.0, 1.1], pad_prob=0.5, pad_seconds=0.8)
+    lengths = AugmentedLengths(durations, spec, seed=3)
+
+    def padded(batches, epoch):
+        return [len(b) * max(lengths(epoch, i) for i in b) for b in batches]
+
+    for epoch in (0, 1):
+        speech = sum(lengths(epoch, i) for i in range(len(durations)))
+        exact = epoch_batches(durations, epoch=epoch, seed=3, lengths=lengths)
+        plain = epoch_batches(durations, epoch=epoch, seed=3)
+        assert sorted(i for b in exact for i in b) == list(range(len(durations)))
+        assert max(padded(exact, epoch)) <= 15.0 < max(padded(plain, epoch))
+        assert speech / sum(padded(exact, epoch)) > 0.95
+        assert speech / sum(padded(plain, epoch)) < 0.9
+    assert lengths(0, 7) == lengths(0, 7) != lengths(1, 7)  # drawn per epoch, reproducibly
 
 
 def test_bad_weights():
