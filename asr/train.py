@@ -460,6 +460,11 @@ class Trainer:
                 stats["mean"].to(self.device), stats["std"].to(self.device)
             )
         self.sampler.load_state_dict(state["sampler"])
+        # the run's seed, not this command line's: the sampler's batches, the clips' speeds
+        # and pads and their other draws must be the ones the checkpointed run would make
+        self.dataset.seed = self.sampler.seed
+        if self.sampler.lengths is not None:
+            self.sampler.lengths.seed = self.sampler.seed
         self.step, self.epoch = state["step"], self.sampler.epoch
         self.consumed = self.sampler.skip
         self.best_wer = state["best_wer"]

@@ -258,6 +258,8 @@ def test_resume_from_state_dict():
     full = list(sampler)
     state = sampler.state_dict(consumed=4)
     resumed = DurationBatchSampler(durations, 15.0, seed=0)
+    resumed.set_epoch(3)
+    assert list(resumed) != full  # drawn, and cached, with its own seed first
     resumed.load_state_dict(state)
     assert list(resumed) == full[4:]
 

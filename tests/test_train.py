@@ -164,6 +164,28 @@ def test_large_batches_shorten_the_planned_schedule(tiny_corpus: Path, tmp_path:
             Trainer(compose_train(tiny_overrides(tiny_corpus, **bad)), tmp_path / "c")
 
 
+def test_batches_hold_the_clips_as_sped_up_and_padded(tiny_corpus: Path, tmp_path: Path) -> None:
+    # speed 0.9 lengthens a clip by a ninth and the pads add up to 1.6 s: batches sized by
+    # the recorded durations would overrun the cap, sized by the sampler's plans they do not
+    overrides = {
+        "data.max_batch_seconds": 3.0,
+        "augment.wave.speeds": "[0.9]",
+        "augment.wave.pad_prob": 1.0,
+        "augment.wave.pad_seconds": 0.8,
+    }
+    trainer = Trainer(compose_train(tiny_overrides(tiny_corpus, **overrides)), tmp_path)
+    hop = trainer.spec.hop_length / trainer.spec.sample_rate
+    longest = max(u.duration for u in trainer.train_utts)
+    assert longest / 0.9 + 0.8 > 3.0 / 2  # two such clips, padded, could not share a batch
+    for epoch in (0, 1):
+        trainer.sampler.set_epoch(epoch)
+        trainer.dataset.epoch = epoch
+        for batch in trainer.loader:
+            seconds = (batch.input_lengths.max().item() - 1) * hop
+            assert len(batch) * seconds <= 3.0
+        assert len(trainer.loader) > 1
+
+
 def test_bad_values_give_clear_errors(tiny_corpus: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="precision"):
         Trainer(compose_train(tiny_overrides(tiny_corpus, **{"train.precision": "fp8"})), tmp_path)
