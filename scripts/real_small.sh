@@ -21,12 +21,7 @@ TUNE_BEAM=${TUNE_BEAM:-64}
 BEAM=${BEAM:-256}
 
 echo "== 1/5 synthetic reading corpus (cached under ~/.cache/asr)"
-# real_small reads 30000 sentences (about 4 minutes to synthesise the first time, 2 GB),
-# the fast variant 8000 (1 minute)
-# (SENTENCES=N for another experiment's corpus)
-if [ "$EXP" = real_small_fast ]; then SENTENCES=${SENTENCES:-8000}; fi
-SENTENCES=${SENTENCES:-30000}
-asr-demo-corpus --read "$DATA/lm_text/lm_text.txt.gz" -n "$SENTENCES"
+asr-demo-corpus --read "$DATA/lm_text/lm_text.txt.gz" -n 8000
 
 echo "== 2/5 training (run folder: $RUN)"
 asr-train experiment="$EXP" hydra.run.dir="$RUN" train.resume=auto "$@"
