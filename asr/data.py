@@ -199,10 +199,10 @@ class DurationBatchSampler(Sampler[list[int]]):
     the batch order is shuffled per epoch. ``lengths(epoch, key)``, when given, is the
     duration a clip will have in that epoch (e.g. :class:`AugmentedLengths`): with speed
     perturbation and silence pads, sorting and capping by the durations as recorded left a
-    quarter of the real recipe's frames padding. With ``sorted_first_epoch`` the first epoch runs
-    shortest batches first, which steadies early CTC training. Under DDP every rank draws the
-    same batch list and takes every ``num_replicas``-th batch. With ``large_batch_seconds``
-    the cap rises to that from epoch ``large_batch_epoch`` on.
+    quarter of the real recipe's frames padding. With ``sorted_first_epoch`` the first epoch
+    runs shortest batches first, which steadies early CTC training. Under DDP every rank
+    draws the same batch list and takes every ``num_replicas``-th batch. With
+    ``large_batch_seconds`` the cap rises to that from epoch ``large_batch_epoch`` on.
 
     Resumable: :meth:`state_dict` records the epoch and how many batches were consumed.
     """
