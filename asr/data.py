@@ -182,7 +182,7 @@ class AugmentedLengths:
     drawn as the data-loader workers will draw them."""
 
     def __init__(self, durations: Sequence[float], spec: WaveAugmentSpec, seed: int):
-        self.durations = list(durations)
+        self.durations = durations  # the caller's sequence, not a copy
         self.spec = spec
         self.seed = seed
 
