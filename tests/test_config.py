@@ -47,6 +47,15 @@ def test_experiment_picks_its_model() -> None:
     assert cfg.data.train_manifests[0].endswith("fsdd/train.jsonl")
 
 
+@pytest.mark.parametrize("name", ["demo", "fsdd", "real_small", "real_small_fast"])
+def test_every_recipe_composes_and_pads_its_tightly_cut_clips(name: str) -> None:
+    # the corpora here start their speech within milliseconds of the cut: a recipe that
+    # never pads trains a model that misreads recordings with a pause around the words
+    cfg = OmegaConf.to_object(_compose("train", [f"experiment={name}"]))
+    cfg.augment.wave.check()
+    assert cfg.augment.wave.pad_prob >= 0.25 and cfg.augment.wave.pad_seconds >= 0.2
+
+
 def test_wrong_types_and_unknown_keys_are_refused() -> None:
     with pytest.raises((ValidationError, ConfigCompositionException)):
         _compose("train", ["train.epochs=many"])
