@@ -177,18 +177,17 @@ def estimated_frames(duration: float, sample_rate: int, hop_length: int) -> int:
 
 
 class AugmentedLengths:
-    """``(epoch, key) -> seconds``: how long utterance copy ``key`` (see
+    """``(seed, epoch, key) -> seconds``: how long utterance copy ``key`` (see
     :class:`SpeechDataset`) lasts in ``epoch`` once its speed and silence pads are applied,
-    drawn as the data-loader workers will draw them."""
+    drawn as the data-loader workers seeded with ``seed`` will draw them."""
 
-    def __init__(self, durations: Sequence[float], spec: WaveAugmentSpec, seed: int):
+    def __init__(self, durations: Sequence[float], spec: WaveAugmentSpec):
         self.durations = durations  # the caller's sequence, not a copy
         self.spec = spec
-        self.seed = seed
 
-    def __call__(self, epoch: int, key: int) -> float:
+    def __call__(self, seed: int, epoch: int, key: int) -> float:
         duration = self.durations[key % len(self.durations)]
-        return plan_clip(self.spec, self.seed, epoch, key).seconds(duration)
+        return plan_clip(self.spec, seed, epoch, key).seconds(duration)
 
 
 class DurationBatchSampler(Sampler[list[int]]):
@@ -196,13 +195,14 @@ class DurationBatchSampler(Sampler[list[int]]):
 
     Utterances are sorted by duration (ties broken randomly per epoch), cut into batches whose
     ``size * longest`` stays under ``max_batch_seconds`` (padding is what costs memory), then
-    the batch order is shuffled per epoch. ``lengths(epoch, key)``, when given, is the
-    duration a clip will have in that epoch (e.g. :class:`AugmentedLengths`): with speed
-    perturbation and silence pads, sorting and capping by the durations as recorded left a
-    quarter of the real recipe's frames padding. With ``sorted_first_epoch`` the first epoch
-    runs shortest batches first, which steadies early CTC training. Under DDP every rank
-    draws the same batch list and takes every ``num_replicas``-th batch. With
-    ``large_batch_seconds`` the cap rises to that from epoch ``large_batch_epoch`` on.
+    the batch order is shuffled per epoch. ``lengths(seed, epoch, key)``, when given, is the
+    duration a clip will have in that epoch under the sampler's seed (e.g.
+    :class:`AugmentedLengths`): with speed perturbation and silence pads, sorting and capping
+    by the durations as recorded left a quarter of the real recipe's frames padding. With
+    ``sorted_first_epoch`` the first epoch runs shortest batches first, which steadies early
+    CTC training. Under DDP every rank draws the same batch list and takes every
+    ``num_replicas``-th batch. With ``large_batch_seconds`` the cap rises to that from epoch
+    ``large_batch_epoch`` on.
 
     Resumable: :meth:`state_dict` records the epoch and how many batches were consumed.
     """
@@ -221,7 +221,7 @@ class DurationBatchSampler(Sampler[list[int]]):
         weights: Sequence[float] | None = None,
         large_batch_seconds: float = 0.0,
         large_batch_epoch: int = 0,
-        lengths: Callable[[int, int], float] | None = None,
+        lengths: Callable[[int, int, int], float] | None = None,
     ):
         if max_batch_seconds <= 0:
             raise ValueError(f"max_batch_seconds must be positive, got {max_batch_seconds}")
@@ -311,7 +311,7 @@ class DurationBatchSampler(Sampler[list[int]]):
         if self.lengths is None:
             length = {i: self.durations[i % n] for i in order}
         else:
-            length = {i: self.lengths(epoch, i) for i in order}
+            length = {i: self.lengths(self.seed, epoch, i) for i in order}
         if self.shuffle:
             rng.shuffle(order)  # random tie-breaking among equal durations
         order.sort(key=length.__getitem__)

@@ -324,12 +324,6 @@ class Trainer:
         elif folder and cfg.augment.wave.enabled:
             log.info("data.feature_cache serves the dev set only: waveform augmentation is on")
         self.dataset = dataset
-        # the clips' lengths as sped up and padded, the same draws the workers make
-        self.clip_lengths = (
-            AugmentedLengths(durations, cfg.augment.wave, cfg.train.seed)
-            if cfg.augment.wave.enabled
-            else None
-        )
         self.sampler = DurationBatchSampler(
             durations,
             cfg.data.max_batch_seconds,
@@ -343,7 +337,10 @@ class Trainer:
             weights=kept_weights,
             large_batch_seconds=cfg.data.large_batch_seconds,
             large_batch_epoch=cfg.data.large_batch_epoch,
-            lengths=self.clip_lengths,
+            # sized by the clips as sped up and padded, the same draws the workers make
+            lengths=(
+                AugmentedLengths(durations, cfg.augment.wave) if cfg.augment.wave.enabled else None
+            ),
         )
         workers = cfg.data.num_workers
         self.loader = DataLoader(
@@ -464,8 +461,6 @@ class Trainer:
         # the run's seed, not this command line's: the sampler's batches, the clips' speeds
         # and pads and their other draws must be the ones the checkpointed run would make
         self.dataset.seed = self.sampler.seed
-        if self.clip_lengths is not None:
-            self.clip_lengths.seed = self.sampler.seed
         self.step, self.epoch = state["step"], self.sampler.epoch
         self.consumed = self.sampler.skip
         self.best_wer = state["best_wer"]

@@ -152,12 +152,12 @@ def test_augmented_clips_last_as_the_sampler_plans(tmp_path):
     utts = [Utterance(str(tmp_path / f"{i}.wav"), d, "x") for i, d in enumerate(durations)]
     spec = WaveAugmentSpec(speeds=[0.9, 1.0, 1.1], pad_prob=0.7, pad_seconds=0.5, gain_db=3)
     dataset = SpeechDataset(utts, None, None, sample_rate=RATE, augment=spec, seed=4)
-    lengths = AugmentedLengths(durations, spec, seed=4)
+    lengths = AugmentedLengths(durations, spec)
     seen = set()
     for epoch in range(3):
         dataset.epoch = epoch
         for key in range(6):  # keys 3..5 are second copies (weighted sampling)
-            planned = lengths(epoch, key)
+            planned = lengths(4, epoch, key)
             assert len(dataset[key]["input"]) / RATE == pytest.approx(planned, abs=2e-3)
             seen.add(round(planned, 3))
     assert len(seen) > 12  # drawn per clip and epoch, not fixed
@@ -368,20 +368,20 @@ def test_batches_are_sized_by_the_augmented_lengths():
     # batch is as long as its longest pads, and its frames under the cap no longer
     durations = random_durations(n=400, seed=5)
     spec = WaveAugmentSpec(speeds=[0.9, 1.0, 1.1], pad_prob=0.5, pad_seconds=0.8)
-    lengths = AugmentedLengths(durations, spec, seed=3)
+    lengths = AugmentedLengths(durations, spec)
 
     def padded(batches, epoch):
-        return [len(b) * max(lengths(epoch, i) for i in b) for b in batches]
+        return [len(b) * max(lengths(3, epoch, i) for i in b) for b in batches]
 
     for epoch in (0, 1):
-        speech = sum(lengths(epoch, i) for i in range(len(durations)))
+        speech = sum(lengths(3, epoch, i) for i in range(len(durations)))
         exact = epoch_batches(durations, epoch=epoch, seed=3, lengths=lengths)
         plain = epoch_batches(durations, epoch=epoch, seed=3)
         assert sorted(i for b in exact for i in b) == list(range(len(durations)))
         assert max(padded(exact, epoch)) <= 15.0 < max(padded(plain, epoch))
         assert speech / sum(padded(exact, epoch)) > 0.95
         assert speech / sum(padded(plain, epoch)) < 0.9
-    assert lengths(0, 7) == lengths(0, 7) != lengths(1, 7)  # drawn per epoch, reproducibly
+    assert lengths(3, 0, 7) == lengths(3, 0, 7) != lengths(3, 1, 7)  # per epoch, reproducibly
 
 
 def test_bad_weights():
