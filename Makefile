@@ -3,12 +3,13 @@
 #   make test   lint, format check and the test suite
 #   make real / make real-fast   the real-voice recipe (Kathleen + FSDD + synthetic voices;
 #                                ~81 min from a clean clone / ~16 with .venv in place)
+#   make unseen-voices   that model on Kathleen dev's sentences read by Flite's voices (needs flite)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint fsdd real real-fast clean-venv
+.PHONY: demo test lint fsdd real real-fast unseen-voices clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,10 @@ real: $(STAMP)
 
 real-fast: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" EXP=real_small_fast bash scripts/real_small.sh $(ARGS)
+
+# after make real (RUN=outputs/real_small_fast after make real-fast): voices it never heard
+unseen-voices: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" bash scripts/unseen_voices.sh
 
 clean-venv:
 	rm -rf $(VENV)
