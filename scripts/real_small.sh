@@ -10,6 +10,8 @@
 # asr-train. Run through `make real` or `make real-fast` (ARGS=...), which put .venv/bin on
 # PATH. EXP=real_small_fast for the fast variant.
 set -euo pipefail
+# shellcheck source=scripts/reports.sh
+source "$(dirname "$0")/reports.sh"
 EXP=${EXP:-real_small}
 RUN=${RUN:-outputs/$EXP}
 DATA=${ASR_SHARED_DATA:-../shared/data}
@@ -46,17 +48,5 @@ WORD_BONUSES=${WORD_BONUSES:--2,-1,0,1}
 asr-lm tune -m "$RUN/best.pt" --manifest $DEV --lm "$RUN/lm3.arpa" --workers 2 --lexicon lm \
     --beam-size "$TUNE_BEAM" --lm-weights "$LM_WEIGHTS" --word-bonuses="$WORD_BONUSES" \
     --blank-penalties 0,1,2 --json "$RUN/lm_tuning.json"
-read -r WEIGHT BONUS PENALTY < <(python -c 'import json, sys
-best = json.load(open(sys.argv[1]))["best"]
-print(best["lm_weight"], best["word_bonus"], best["blank_penalty"])' "$RUN/lm_tuning.json")
-
-echo "== 5/5 reports: greedy, then beam + LM (lm_weight=$WEIGHT word_bonus=$BONUS" \
-    "blank_penalty=$PENALTY)"
-MANIFESTS="[$DATA/kathleen/dev.jsonl,$DATA/fsdd/dev.jsonl]"
-asr-evaluate checkpoint="$RUN/best.pt" manifests="$MANIFESTS" training_run="$RUN" \
-    hydra.run.dir="$RUN/eval-greedy"
-asr-evaluate checkpoint="$RUN/best.pt" manifests="$MANIFESTS" training_run="$RUN" \
-    decoding=beam decoding.beam_size="$BEAM" decoding.lm_path="$RUN/lm3.arpa" \
-    decoding.lexicon=lm \
-    decoding.lm_weight="$WEIGHT" decoding.word_bonus="$BONUS" \
-    decoding.blank_penalty="$PENALTY" hydra.run.dir="$RUN/eval-beam"
+echo "== 5/5 reports: greedy, then beam + LM at the tuned weights"
+reports "$RUN" "[$DATA/kathleen/dev.jsonl,$DATA/fsdd/dev.jsonl]" "$RUN" "$BEAM"

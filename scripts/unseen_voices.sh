@@ -8,6 +8,8 @@
 # `make unseen-voices` (RUN=outputs/real_small_fast for the fast variant); reports go to
 # $RUN/unseen-voices/eval-*.
 set -euo pipefail
+# shellcheck source=scripts/reports.sh
+source "$(dirname "$0")/reports.sh"
 RUN=${RUN:-outputs/real_small}
 DATA=${ASR_SHARED_DATA:-../shared/data}
 OUT="$RUN/unseen-voices"
@@ -35,12 +37,4 @@ for SEED in 0 1; do
             --out "$OUT/flite-seed$SEED"
 done
 
-read -r WEIGHT BONUS PENALTY < <(python -c 'import json, sys
-best = json.load(open(sys.argv[1]))["best"]
-print(best["lm_weight"], best["word_bonus"], best["blank_penalty"])' "$RUN/lm_tuning.json")
-MANIFESTS="[$OUT/flite-seed0/train.jsonl,$OUT/flite-seed1/train.jsonl]"
-asr-evaluate checkpoint="$RUN/best.pt" manifests="$MANIFESTS" hydra.run.dir="$OUT/eval-greedy"
-asr-evaluate checkpoint="$RUN/best.pt" manifests="$MANIFESTS" \
-    decoding=beam decoding.beam_size="$BEAM" decoding.lm_path="$RUN/lm3.arpa" \
-    decoding.lexicon=lm decoding.lm_weight="$WEIGHT" decoding.word_bonus="$BONUS" \
-    decoding.blank_penalty="$PENALTY" hydra.run.dir="$OUT/eval-beam"
+reports "$RUN" "[$OUT/flite-seed0/train.jsonl,$OUT/flite-seed1/train.jsonl]" "$OUT" "$BEAM"
