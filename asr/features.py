@@ -1,4 +1,4 @@
-"""Log-mel features, their normalisation, and SpecAugment.
+"""Log-mel features, their normalisation, SpecAugment and a frequency warp (VTLP).
 
 Defaults: 16 kHz audio, 25 ms Hann window (400 samples), 10 ms hop (160 samples),
 80 slaney mel bands over 0-8 kHz, power spectrum, natural log with a 1e-6 floor.
@@ -12,6 +12,7 @@ loop extracts a whole padded batch at once. Both call :class:`LogMel` the same w
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -218,6 +219,62 @@ class SpecAugmentSpec:
     time_masks: int = 2
     time_width: float = 0.05  # fraction of the utterance, at most
     time_width_max: int = 40  # frames, at most
+    # vocal-tract-length perturbation: each utterance's spectrum stretched along frequency by
+    # a factor drawn uniformly in [1 - freq_warp, 1 + freq_warp] (0: off)
+    freq_warp: float = 0.0
+
+    def check(self) -> None:
+        """Raise ValueError naming the first field outside its range."""
+        for name in ("freq_masks", "freq_width", "time_masks", "time_width_max"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.time_width <= 1:
+            raise ValueError(f"time_width must be in [0, 1], got {self.time_width}")
+        if not 0 <= self.freq_warp < 0.5:
+            raise ValueError(f"freq_warp must be in [0, 0.5), got {self.freq_warp}")
+
+
+def slaney_mel(hz: torch.Tensor) -> torch.Tensor:
+    """Hz -> mels on the Slaney scale of the filterbank: linear below 1 kHz, log above."""
+    linear = hz * 3.0 / 200.0
+    log = 15.0 + torch.log(hz.clamp(min=1e-3) / 1000.0) * (27.0 / math.log(6.4))
+    return torch.where(hz < 1000.0, linear, log)
+
+
+def slaney_hz(mel: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`slaney_mel`."""
+    linear = mel * 200.0 / 3.0
+    log = 1000.0 * torch.exp((mel - 15.0) * (math.log(6.4) / 27.0))
+    return torch.where(mel < 15.0, linear, log)
+
+
+def frequency_warp(
+    feats: torch.Tensor,
+    factors: torch.Tensor,
+    f_min: float,
+    f_max: float,
+) -> torch.Tensor:
+    """Stretch each utterance's log-mel spectrum along frequency: feats [B, T, M], factors [B].
+
+    Band k of utterance b takes the value the input had at (its centre frequency) / factor,
+    interpolated between neighbouring bands: a factor above 1 moves formants and harmonics
+    up, as a shorter vocal tract would; below 1, down. Frequencies past the top or bottom
+    band repeat that band. Padded frames (zeros) stay zeros.
+    """
+    batch, _, n_mels = feats.shape
+    edges = torch.linspace(
+        float(slaney_mel(torch.tensor(f_min))), float(slaney_mel(torch.tensor(f_max))), n_mels + 2
+    )
+    step = edges[1] - edges[0]
+    centres = slaney_hz(edges[1:-1])  # [M] Hz
+    source = centres[None, :] / factors.float().cpu()[:, None]  # [B, M] Hz
+    index = ((slaney_mel(source) - edges[0]) / step - 1).clamp(0, n_mels - 1)
+    low = index.floor().long().clamp(max=n_mels - 2)
+    frac = (index - low).to(feats.device, feats.dtype)[:, None, :]  # [B, 1, M]
+    low = low.to(feats.device)[:, None, :].expand(batch, feats.shape[1], n_mels)
+    below = feats.gather(2, low)
+    above = feats.gather(2, low + 1)
+    return below + (above - below) * frac
 
 
 def spec_augment(

@@ -42,7 +42,7 @@ from asr.data import (
 )
 from asr.evaluate import decode_utterances, score
 from asr.feature_cache import FeatureCache
-from asr.features import FeatureSpec, LogMel, RunningStats, spec_augment
+from asr.features import FeatureSpec, LogMel, RunningStats, frequency_warp, spec_augment
 from asr.io_utils import atomic_write, remove_stale_temporaries
 from asr.manifest import (
     ManifestIndex,
@@ -176,6 +176,10 @@ class Trainer:
             cfg.augment.wave.check()
         except ValueError as exc:
             raise TrainingError(f"augment.wave.{exc}") from None
+        try:
+            cfg.augment.spec.check()
+        except ValueError as exc:
+            raise TrainingError(f"augment.spec.{exc}") from None
         if cfg.data.units not in UNITS:
             raise TrainingError(f"data.units must be {'|'.join(UNITS)}, got {cfg.data.units!r}")
         if placement == "device" and cfg.data.feature_cache:
@@ -533,6 +537,13 @@ class Trainer:
             with torch.no_grad():
                 inputs, lengths = self.features(inputs, lengths)
         masks = self.cfg.augment.spec
+        if masks.freq_warp:
+            # warped after normalisation: per-band statistics move with their bands, and the
+            # same code serves features made in the workers and on the device
+            draws = torch.rand(len(lengths), generator=self.aug_gen)
+            factors = 1.0 + masks.freq_warp * (2.0 * draws - 1.0)
+            f_max = self.spec.f_max or self.spec.sample_rate / 2
+            inputs = frequency_warp(inputs, factors, self.spec.f_min, f_max)
         if masks.freq_masks or masks.time_masks:
             inputs = spec_augment(inputs, lengths, masks, self.aug_gen)
         dtype = self.amp_dtype or torch.float32

@@ -10,8 +10,11 @@ from asr.features import (
     LogMel,
     RunningStats,
     SpecAugmentSpec,
+    frequency_warp,
     lengths_mask,
     num_frames,
+    slaney_hz,
+    slaney_mel,
     spec_augment,
 )
 
@@ -241,6 +244,50 @@ def test_spec_augment_is_reproducible_with_a_seeded_generator():
     other = spec_augment(feats, lengths, SPEC, torch.Generator().manual_seed(124))
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
+
+
+# ------------------------------------------------------------------ frequency warp
+
+
+def test_slaney_mel_matches_librosa_and_inverts():
+    hz = torch.tensor([0.0, 250.0, 999.0, 1000.0, 1001.0, 3000.0, 8000.0])
+    assert np.allclose(slaney_mel(hz).numpy(), librosa.hz_to_mel(hz.numpy()), atol=1e-4)
+    assert torch.allclose(slaney_hz(slaney_mel(hz)), hz, atol=1e-2)
+
+
+@pytest.mark.parametrize("tone_hz", [600.0, 1000.0, 2500.0])
+@pytest.mark.parametrize("factor", [0.85, 1.2])
+def test_frequency_warp_moves_a_tone_by_its_factor(tone_hz, factor):
+    t = np.arange(RATE) / RATE
+    wave = torch.tensor(np.sin(2 * np.pi * tone_hz * t), dtype=torch.float32)[None]
+    feats, _ = LogMel(FeatureSpec(normalize="none"))(wave, torch.tensor([RATE]))
+    centres = librosa.mel_frequencies(82, fmin=0, fmax=RATE / 2)[1:-1]
+    warped = frequency_warp(feats, torch.tensor([factor]), 0.0, RATE / 2)
+    peak = centres[int(warped[0, 50].argmax())]
+    # the bands are ~4-10% wide here: the peak lands in the band nearest tone x factor
+    assert abs(peak - tone_hz * factor) < 0.1 * tone_hz * factor
+    assert abs(centres[int(feats[0, 50].argmax())] - tone_hz) < 0.1 * tone_hz
+
+
+def test_frequency_warp_keeps_identity_padding_and_per_utterance_factors():
+    feats, lengths = _augment_inputs(n_mels=40)
+    same = frequency_warp(feats, torch.ones(3), 0.0, 8000.0)
+    assert torch.allclose(same, feats, atol=1e-5)
+    warped = frequency_warp(feats, torch.tensor([0.9, 1.0, 1.1]), 0.0, 8000.0)
+    assert torch.allclose(warped[1], feats[1], atol=1e-5)
+    assert not torch.allclose(warped[0], feats[0]) and not torch.allclose(warped[2], feats[2])
+    for b, length in enumerate(lengths.tolist()):
+        assert torch.count_nonzero(warped[b, length:]) == 0
+    # interpolation between neighbouring bands: no value outside the input's range
+    assert warped.min() >= feats.min() - 1e-6 and warped.max() <= feats.max() + 1e-6
+
+
+def test_spec_augment_spec_check_names_the_field():
+    SpecAugmentSpec(freq_warp=0.2).check()
+    with pytest.raises(ValueError, match="^freq_warp must be in"):
+        SpecAugmentSpec(freq_warp=0.6).check()
+    with pytest.raises(ValueError, match="^time_width must be in"):
+        SpecAugmentSpec(time_width=1.5).check()
 
 
 def test_long_clips_and_big_batches_are_framed_in_pieces_exactly():

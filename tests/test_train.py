@@ -75,6 +75,8 @@ def test_resume_continues_exactly(tiny_corpus: Path, tmp_path: Path) -> None:
             "train.keep_checkpoints": 5,
             "train.eval_every": 100,
             "model.dropout": 0.2,
+            # its draws come from the checkpointed augmentation generator, like the masks'
+            "augment.spec.freq_warp": 0.1,
         },
     )
     whole = tmp_path / "whole"
@@ -195,6 +197,9 @@ def test_bad_values_give_clear_errors(tiny_corpus: Path, tmp_path: Path) -> None
         Trainer(compose_train(tiny_overrides(tiny_corpus, **{"data.max_duration": 0.1})), tmp_path)
     overrides = tiny_overrides(tiny_corpus, **{"augment.wave.pad_prob": 2})
     with pytest.raises(TrainingError, match=r"^augment\.wave\.pad_prob must be a probability"):
+        Trainer(compose_train(overrides), tmp_path)
+    overrides = tiny_overrides(tiny_corpus, **{"augment.spec.freq_warp": -0.1})
+    with pytest.raises(TrainingError, match=r"^augment\.spec\.freq_warp must be in"):
         Trainer(compose_train(overrides), tmp_path)
 
 
