@@ -48,6 +48,11 @@ class FeatureSpec:
     def fft_size(self) -> int:
         return self.n_fft or self.win_length
 
+    @property
+    def top_hz(self) -> float:
+        """The top edge of the mel bands: ``f_max``, or the Nyquist frequency when it is 0."""
+        return self.f_max or self.sample_rate / 2
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -97,11 +102,10 @@ class LogMel(nn.Module):
             raise ValueError(
                 f"features.normalize must be utterance|global|none, got {spec.normalize!r}"
             )
-        f_max = spec.f_max or spec.sample_rate / 2
         fbank = taf.melscale_fbanks(
             spec.fft_size // 2 + 1,
             spec.f_min,
-            f_max,
+            spec.top_hz,
             spec.n_mels,
             spec.sample_rate,
             "slaney",

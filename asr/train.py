@@ -542,8 +542,7 @@ class Trainer:
             # same code serves features made in the workers and on the device
             draws = torch.rand(len(lengths), generator=self.aug_gen)
             factors = 1.0 + masks.freq_warp * (2.0 * draws - 1.0)
-            f_max = self.spec.f_max or self.spec.sample_rate / 2
-            inputs = frequency_warp(inputs, factors, self.spec.f_min, f_max)
+            inputs = frequency_warp(inputs, factors, self.spec.f_min, self.spec.top_hz)
         if masks.freq_masks or masks.time_masks:
             inputs = spec_augment(inputs, lengths, masks, self.aug_gen)
         dtype = self.amp_dtype or torch.float32
