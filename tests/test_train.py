@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -299,5 +300,24 @@ def test_phone_error_rate_script_scores_greedy_phones(tiny_corpus: Path, tmp_pat
         for t in texts
     ]
     assert all(set(h.split()) <= set(tokenizer.symbols[2:]) for h in hypotheses)
+    # a factor of 1 leaves the front end's output as it was; another one moves it
+    plain = transcriber.loaded.features
+    transcriber.loaded.features = module.WarpedLogMel(plain, 1.0)
+    assert module.phone_strings(transcriber, manifest, limit=2) == (references, hypotheses)
+    wave, lengths = torch.randn(1, 8000), torch.tensor([8000])
+    warped = module.WarpedLogMel(plain, 1.2)(wave, lengths)[0]
+    assert warped.shape == plain(wave, lengths)[0].shape
+    assert not torch.allclose(warped, plain(wave, lengths)[0])
+    # --speaker keeps that speaker's utterances only
+    rows = [json.loads(line) for line in Path(manifest).read_text(encoding="utf-8").splitlines()]
+    for index, row in enumerate(rows):
+        row["audio_filepath"] = str(tiny_corpus / row["audio_filepath"])  # absolute: moved
+        row["speaker"] = "b" if index % 3 == 0 else "a"
+    named = tmp_path / "speakers.jsonl"
+    named.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    transcriber.loaded.features = plain
+    every = module.phone_strings(transcriber, manifest, 0)
+    only_b = module.phone_strings(transcriber, str(named), 0, "b")
+    assert len(only_b[0]) == 2 and only_b == (every[0][::3], every[1][::3])
     with pytest.raises(SystemExit, match="not a phone model"):
         module.load_phone_model(str(random_checkpoint(tmp_path / "char.pt")))
