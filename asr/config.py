@@ -112,6 +112,11 @@ class TrainConfig:
     deterministic: bool = False
     max_bad_steps: int = 20  # stop after this many non-finite losses in a row
     metrics_format: str = "csv"  # csv | tensorboard | both (TensorBoard: pip install tensorboard)
+    # intermediate CTC: also a CTC loss on BiLSTM layer `intermediate_layer`'s output (from 1,
+    # below the top; 0: off) through the shared head, weighted `intermediate_weight` against
+    # 1 - it for the top layer's; the logged loss stays the top layer's
+    intermediate_layer: int = 0
+    intermediate_weight: float = 0.3
 
 
 @dataclass

@@ -137,11 +137,31 @@ class CTCModel(nn.Module):
     def forward(
         self, feats: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        log_probs, lengths, _ = self.forward_with_intermediate(feats, lengths, 0)
+        return log_probs, lengths
+
+    def forward_with_intermediate(
+        self, feats: torch.Tensor, lengths: torch.Tensor, layer: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``forward``, plus the head's log-probs on encoder layer ``layer``'s output.
+
+        ``layer`` counts BiLSTM layers from 1 (0: none, the third item is None). The head is
+        shared, so an intermediate CTC loss on them asks the lower layers for outputs the
+        head can already read. Returns (log_probs [B, T', V], out_lengths [B],
+        intermediate log_probs [B, T', V] or None).
+        """
+        if not 0 <= layer < len(self.layers):
+            raise ValueError(f"intermediate layer must be in 0..{len(self.layers) - 1}: {layer}")
         x, lengths = self.front_end(feats, lengths)
-        for layer in self.layers:
-            x = layer(self.dropout(x), lengths)
-        logits = self.head(self.dropout(x))
-        return logits.float().log_softmax(dim=-1), lengths
+        intermediate = None
+        for i, block in enumerate(self.layers, start=1):
+            x = block(self.dropout(x), lengths)
+            if i == layer:
+                intermediate = self._log_probs(x)
+        return self._log_probs(x), lengths, intermediate
+
+    def _log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(x)).float().log_softmax(dim=-1)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Output frames for input frame counts, without running the model."""
@@ -149,3 +169,28 @@ class CTCModel(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class IntermediateCTC(nn.Module):
+    """A training view of a model whose ``forward`` also gives layer ``layer``'s log-probs.
+
+    Wraps rather than changes ``CTCModel.forward``, so the model answers alike everywhere,
+    and a DDP wrapper around this view syncs gradients as around the model. Shares the
+    model's parameters: checkpoints and the optimiser see only the model.
+    """
+
+    def __init__(self, model: CTCModel, layer: int):
+        super().__init__()
+        if not 1 <= layer < model.dims.num_layers:
+            raise ValueError(f"intermediate layer must be in 1..{model.dims.num_layers - 1}")
+        self.model = model
+        self.layer = layer
+
+    def forward(
+        self, feats: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        log_probs, lengths, intermediate = self.model.forward_with_intermediate(
+            feats, lengths, self.layer
+        )
+        assert intermediate is not None
+        return log_probs, lengths, intermediate

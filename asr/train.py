@@ -52,7 +52,7 @@ from asr.manifest import (
     read_manifests,
     subset,
 )
-from asr.model import CTCModel, ModelDims, subsampled_lengths
+from asr.model import CTCModel, IntermediateCTC, ModelDims, subsampled_lengths
 from asr.runtime import (
     StopRequested,
     init_distributed,
@@ -180,6 +180,15 @@ class Trainer:
             cfg.augment.spec.check()
         except ValueError as exc:
             raise TrainingError(f"augment.spec.{exc}") from None
+        if not (0 <= tcfg.intermediate_layer < cfg.model.num_layers):
+            raise TrainingError(
+                f"train.intermediate_layer must be 0 (off) or a BiLSTM layer below the top, "
+                f"1..{cfg.model.num_layers - 1}; got {tcfg.intermediate_layer}"
+            )
+        if not (0.0 <= tcfg.intermediate_weight < 1.0):
+            raise TrainingError(
+                f"train.intermediate_weight must be in [0, 1), got {tcfg.intermediate_weight}"
+            )
         if cfg.data.units not in UNITS:
             raise TrainingError(f"data.units must be {'|'.join(UNITS)}, got {cfg.data.units!r}")
         if placement == "device" and cfg.data.feature_cache:
@@ -391,11 +400,13 @@ class Trainer:
         # `net` runs the training forward pass: the model itself, or its DDP wrapper, which
         # averages gradients over processes. Evaluation and checkpoints use the model.
         self.net: torch.nn.Module = self.model
+        if cfg.train.intermediate_layer:
+            self.net = IntermediateCTC(self.model, cfg.train.intermediate_layer)
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids)
+            self.net = DistributedDataParallel(self.net, device_ids=ids)
         self.features.to(self.device)
         log.info("model: %.2f M parameters, %s", self.model.num_parameters() / 1e6, self.dims)
         # The fused AdamW kernel takes a "found_inf" tensor and skips the update on the
@@ -521,13 +532,18 @@ class Trainer:
         return self.trained_before + running
 
     # ---------------------------------------------------------------- training
-    def _ctc_sum(self, batch: Batch) -> torch.Tensor:
-        """Summed CTC loss of one batch (a zero that still reaches every weight if empty)."""
+    def _ctc_sum(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed CTC loss of one batch: (the objective, the top layer's loss alone).
+
+        They differ only with an intermediate CTC loss. An empty batch gives zeros that
+        still reach every weight.
+        """
         if not len(batch):  # every file failed: take part in the gradient sync all the same
             # (DDP only exchanges gradients after a forward through the wrapped model)
             dummy = torch.zeros(1, 4, self.spec.n_mels, device=self.device)
-            log_probs, _ = self.net(dummy, torch.tensor([4], device=self.device))
-            return log_probs.sum() * 0.0
+            outputs = self.net(dummy, torch.tensor([4], device=self.device))
+            zero = sum(out.sum() for out in outputs if out.is_floating_point()) * 0.0
+            return zero, zero.detach()
         device = self.device
         inputs = batch.inputs.to(device, non_blocking=True)
         lengths = batch.input_lengths.to(device, non_blocking=True)
@@ -547,16 +563,24 @@ class Trainer:
             inputs = spec_augment(inputs, lengths, masks, self.aug_gen)
         dtype = self.amp_dtype or torch.float32
         with torch.autocast(device.type, dtype=dtype, enabled=self.amp_dtype is not None):
-            log_probs, out_lengths = self.net(inputs, lengths)
-        return F.ctc_loss(
-            log_probs.transpose(0, 1),
-            targets,
-            out_lengths,
-            target_lengths,
-            blank=self.tokenizer.blank_id,
-            reduction="sum",
-            zero_infinity=True,
-        )
+            log_probs, out_lengths, *intermediate = self.net(inputs, lengths)
+
+        def ctc(lp: torch.Tensor) -> torch.Tensor:
+            return F.ctc_loss(
+                lp.transpose(0, 1),
+                targets,
+                out_lengths,
+                target_lengths,
+                blank=self.tokenizer.blank_id,
+                reduction="sum",
+                zero_infinity=True,
+            )
+
+        top = ctc(log_probs)
+        if not intermediate:
+            return top, top.detach()
+        weight = self.cfg.train.intermediate_weight
+        return (1.0 - weight) * top + weight * ctc(intermediate[0]), top.detach()
 
     def train_step(self, batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimiser step over ``batches`` (accumulated; under DDP, this rank's share).
@@ -582,9 +606,9 @@ class Trainer:
             if self.dist.enabled and not last:  # gradients cross processes once, at the end
                 exchange = self.net.no_sync()
             with exchange:
-                loss = self._ctc_sum(batch)
-                self.scaler.scale(loss * scale).backward()
-            total += loss.detach()
+                objective, loss = self._ctc_sum(batch)
+                self.scaler.scale(objective * scale).backward()
+            total += loss
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.model.parameters(), self.cfg.optim.grad_clip

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from asr.model import (
     CTCModel,
+    IntermediateCTC,
     ModelDims,
     conv_out_length,
     reverse_within_lengths,
@@ -214,3 +215,41 @@ def test_num_parameters_and_dims():
     assert model.num_parameters() == sum(p.numel() for p in model.parameters())
     assert model.dims.to_dict()["vocab_size"] == VOCAB
     assert isinstance(ModelDims(**model.dims.to_dict()), ModelDims)
+
+
+# ------------------------------------------------------------------ intermediate CTC
+
+
+def test_intermediate_log_probs_are_the_head_on_that_layer():
+    model = tiny(2).eval()
+    feats, lengths = padded_batch([14, 9])
+    with torch.no_grad():
+        top, out_lengths, inter = model.forward_with_intermediate(feats, lengths, 1)
+        plain, plain_lengths = model(feats, lengths)
+        # the same model cut after its first BiLSTM layer, read by the same head
+        x, n = model.front_end(feats, lengths)
+        want = model.head(model.layers[0](x, n)).log_softmax(-1)
+        none = model.forward_with_intermediate(feats, lengths, 0)[2]
+    assert torch.equal(top, plain) and torch.equal(out_lengths, plain_lengths)
+    torch.testing.assert_close(inter, want, atol=1e-6, rtol=0)
+    assert not torch.allclose(inter, top, atol=1e-3)
+    assert none is None
+    with pytest.raises(ValueError, match="intermediate layer"):
+        model.forward_with_intermediate(feats, lengths, 2)  # the top layer is no intermediate
+
+
+def test_intermediate_view_shares_the_models_weights():
+    model = tiny(2)
+    view = IntermediateCTC(model, 1)
+    assert {id(p) for p in view.parameters()} == {id(p) for p in model.parameters()}
+    feats, lengths = padded_batch([11, 8])
+    top, out_lengths, inter = view(feats, lengths)
+    targets = torch.tensor([[1, 2], [3, 4]])
+    loss = F.ctc_loss(inter.transpose(0, 1), targets, out_lengths, torch.tensor([2, 2]))
+    loss.backward()
+    # a loss on layer 1 alone reaches the front end and layer 1, never layer 2
+    assert float(model.front_end.convs[0].weight.grad.abs().sum()) > 0
+    assert float(model.layers[0].forward_lstm.weight_ih_l0.grad.abs().sum()) > 0
+    assert model.layers[1].forward_lstm.weight_ih_l0.grad is None
+    with pytest.raises(ValueError, match="intermediate layer"):
+        IntermediateCTC(model, 2)

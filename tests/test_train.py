@@ -78,6 +78,10 @@ def test_resume_continues_exactly(tiny_corpus: Path, tmp_path: Path) -> None:
             "model.dropout": 0.2,
             # its draws come from the checkpointed augmentation generator, like the masks'
             "augment.spec.freq_warp": 0.1,
+            # the intermediate loss trains through a view of the model: resuming must
+            # restore the same weights and optimiser state under it
+            "model.num_layers": 2,
+            "train.intermediate_layer": 1,
         },
     )
     whole = tmp_path / "whole"
@@ -201,6 +205,48 @@ def test_bad_values_give_clear_errors(tiny_corpus: Path, tmp_path: Path) -> None
         Trainer(compose_train(overrides), tmp_path)
     overrides = tiny_overrides(tiny_corpus, **{"augment.spec.freq_warp": -0.1})
     with pytest.raises(TrainingError, match=r"^augment\.spec\.freq_warp must be in"):
+        Trainer(compose_train(overrides), tmp_path)
+
+
+def test_intermediate_ctc_mixes_the_two_losses(tiny_corpus: Path, tmp_path: Path) -> None:
+    overrides = {
+        "model.num_layers": 2,
+        "train.intermediate_layer": 1,
+        "train.intermediate_weight": 0.25,
+        "augment.spec.freq_masks": 0,
+        "augment.spec.time_masks": 0,
+    }
+    trainer = Trainer(compose_train(tiny_overrides(tiny_corpus, **overrides)), tmp_path)
+    trainer.sampler.set_epoch(0)
+    batch = next(iter(trainer.loader))
+    objective, logged = trainer._ctc_sum(batch)
+    top, out_lengths, inter = trainer.model.forward_with_intermediate(
+        batch.inputs, batch.input_lengths, 1
+    )
+    args = (batch.targets, out_lengths, batch.target_lengths)
+    kw = {"blank": trainer.tokenizer.blank_id, "reduction": "sum", "zero_infinity": True}
+    want_top = torch.nn.functional.ctc_loss(top.transpose(0, 1), *args, **kw)
+    want_inter = torch.nn.functional.ctc_loss(inter.transpose(0, 1), *args, **kw)
+    # the logged loss stays the top layer's, comparable with runs without the option
+    torch.testing.assert_close(logged, want_top.detach())
+    torch.testing.assert_close(objective, 0.75 * want_top + 0.25 * want_inter)
+    assert not torch.isclose(want_top, want_inter)
+    assert objective.requires_grad and not logged.requires_grad
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("train.intermediate_layer", 2, r"^train\.intermediate_layer must be 0 \(off\)"),
+        ("train.intermediate_layer", -1, r"^train\.intermediate_layer must be 0 \(off\)"),
+        ("train.intermediate_weight", 1.0, r"^train\.intermediate_weight must be in \[0, 1\)"),
+    ],
+)
+def test_bad_intermediate_ctc_values(
+    tiny_corpus: Path, tmp_path: Path, field: str, value: float, message: str
+) -> None:
+    overrides = tiny_overrides(tiny_corpus, **{"model.num_layers": 2, field: value})
+    with pytest.raises(TrainingError, match=message):
         Trainer(compose_train(overrides), tmp_path)
 
 
