@@ -2,7 +2,7 @@
 #   make demo   synthetic corpus -> train -> evaluate on unseen voices -> transcribe (CPU, ~10 min)
 #   make test   lint, format check and the test suite
 #   make real / make real-fast   the real-voice recipe (Kathleen + FSDD + synthetic voices;
-#                                ~85 min from a clean clone / ~16 with .venv in place)
+#                                ~85 min from a clean clone / ~19 with .venv in place)
 #   make unseen-voices   that model on Kathleen dev's sentences read by Flite's voices (needs flite)
 PYTHON ?= python3
 VENV   ?= .venv
