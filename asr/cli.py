@@ -328,6 +328,12 @@ def lm_main(argv: list[str] | None = None) -> None:
         help="text files (one sentence a line, .gz too) and/or manifests (.jsonl: text fields)",
     )
     build.add_argument("--order", type=int, default=3)
+    build.add_argument(
+        "--word-list",
+        default="",
+        help="extra vocabulary: 'word' or 'word frequency' a line; words the text lacks get "
+        "unigram probabilities from the frequencies (beam search with lexicon=lm admits them)",
+    )
     tune = commands.add_parser(
         "tune", help="grid-search lm_weight x word_bonus (x blank penalty) on a dev set"
     )
@@ -353,7 +359,7 @@ def lm_main(argv: list[str] | None = None) -> None:
 
     try:
         if args.command == "build":
-            model = lm.build_arpa(args.inputs, args.output, args.order)
+            model = lm.build_arpa(args.inputs, args.output, args.order, args.word_list or None)
             sizes = ", ".join(f"{size} {n}-grams" for n, size in enumerate(model.sizes(), 1))
             print(f"{args.output}: {sizes}")
             return

@@ -12,8 +12,11 @@ The estimator (Chen & Goodman's interpolated Kneser-Ney with one discount per or
   continuation counts (how many different words precede the n-gram);
 - ``D_n = n1 / (n1 + 2 n2)`` (n1, n2: n-grams of order n with count 1 and 2; 0.5 when that
   is not in (0, 1)); ``P(w|h) = (c(h w) - D_n) / c(h) + D_n * types(h) / c(h) * P(w|h')``,
-  where h' drops the oldest word; below unigrams lies the uniform distribution over the
-  vocabulary (every word seen, </s> and <unk>), which is where <unk> gets its probability;
+  where h' drops the oldest word; below unigrams lies a base distribution over the
+  vocabulary (every word seen, </s> and <unk>, and the words of an optional word list),
+  which is where <unk> and the listed words the text lacks get their probability: uniform,
+  or, when the list gives word frequencies, in proportion to them (words it lacks count as
+  its rarest word), so that a common word missing from the text outranks a rare one;
 - in the ARPA file each n-gram carries its interpolated probability and each context the
   weight ``D_n * types(h) / c(h)``, which is exactly what back-off applies to unseen words.
 
@@ -28,7 +31,7 @@ import itertools
 import json
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,15 +126,22 @@ class NgramModel:
         return weight * self.probs[0][(UNK,)]
 
 
-def estimate(sentences: Iterable[str], order: int = 3) -> NgramModel:
-    """Interpolated Kneser-Ney model of normalised ``sentences`` (see the module docstring)."""
+def estimate(
+    sentences: Iterable[str], order: int = 3, word_list: Mapping[str, float] | None = None
+) -> NgramModel:
+    """Interpolated Kneser-Ney model of normalised ``sentences`` (see the module docstring).
+
+    ``word_list`` ({word: frequency}, :func:`read_word_list`) adds words to the vocabulary
+    and shapes the base distribution below unigrams.
+    """
     counts = adjusted_counts(count_ngrams(sentences, order))
     if len(counts[0]) <= 1:  # only <s>... : no sentence at all
         raise ValueError("no text to estimate a language model from")
-    vocabulary = sorted({g[0] for g in counts[0]} - {BOS} | {EOS, UNK})
+    word_list = word_list or {}
+    vocabulary = sorted(({g[0] for g in counts[0]} - {BOS}) | set(word_list) | {EOS, UNK})
     probs: list[dict[tuple, float]] = []
     backoffs: list[dict[tuple, float]] = []
-    lower = {(w,): 1.0 / len(vocabulary) for w in vocabulary}  # the uniform base
+    lower = base_distribution(vocabulary, word_list)
     for n, table in enumerate(counts, 1):
         d = discount(table)
         totals: dict[tuple, float] = defaultdict(float)
@@ -148,14 +158,60 @@ def estimate(sentences: Iterable[str], order: int = 3) -> NgramModel:
             history = gram[:-1]
             below = lower[gram[1:]] if n > 1 else lower[gram]
             current[gram] = (count - d) / totals[history] + gamma[history] * below
-        if n == 1:
-            current[(UNK,)] = gamma[()] * lower[(UNK,)]
+        if n == 1:  # <unk> and listed words the text lacks: their share of the base alone
+            for word in vocabulary:
+                current.setdefault((word,), gamma[()] * lower[(word,)])
         probs.append(current)
         if n > 1:
             backoffs.append({h: g for h, g in gamma.items()})
         lower = current
     backoffs.append({})  # the top order has no back-off weights
     return NgramModel(order, probs, backoffs, vocabulary)
+
+
+def base_distribution(vocabulary: Sequence[str], word_list: Mapping[str, float]) -> dict:
+    """{(word,): probability} below unigrams: uniform, or by the list's frequencies.
+
+    Words the list lacks (including </s> and <unk>) count as its rarest word; a list
+    without frequencies (all 1) gives the uniform distribution.
+    """
+    floor = min(word_list.values()) if word_list else 1.0
+    weights = {w: word_list.get(w, floor) for w in vocabulary}
+    total = sum(weights.values())
+    return {(w,): weight / total for w, weight in weights.items()}
+
+
+def read_word_list(path: str | Path) -> dict[str, float]:
+    """{normalised word: frequency} from lines ``word`` or ``word<whitespace>frequency``.
+
+    Frequencies are any positive numbers (counts, or shares of a corpus); a line without
+    one counts 1. Entries that normalise to several words or none are skipped; a word
+    listed twice keeps its larger frequency.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: word list not found")
+    words: dict[str, float] = {}
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) > 2:
+                raise ValueError(f"{path}:{number}: expected 'word' or 'word frequency'")
+            try:
+                frequency = float(fields[1]) if len(fields) == 2 else 1.0
+            except ValueError:
+                frequency = float("nan")
+            if not frequency > 0.0 or math.isinf(frequency):
+                raise ValueError(f"{path}:{number}: frequency must be a positive number")
+            word = normalize_text(fields[0])
+            if word and " " not in word:
+                words[word] = max(frequency, words.get(word, 0.0))
+    if not words:
+        raise ValueError(f"{path}: no words in the word list")
+    return words
 
 
 def write_arpa(model: NgramModel, path: str | Path) -> None:
@@ -183,9 +239,18 @@ def write_arpa(model: NgramModel, path: str | Path) -> None:
         handle.write(buffer.getvalue())
 
 
-def build_arpa(inputs: Sequence[str | Path], output: str | Path, order: int = 3) -> NgramModel:
-    """Estimate an ``order``-gram from text files / manifests and write it to ``output``."""
-    model = estimate(read_sentences(inputs), order)
+def build_arpa(
+    inputs: Sequence[str | Path],
+    output: str | Path,
+    order: int = 3,
+    word_list: str | Path | None = None,
+) -> NgramModel:
+    """Estimate an ``order``-gram from text files / manifests and write it to ``output``.
+
+    ``word_list``: a file of extra vocabulary for :func:`estimate` (:func:`read_word_list`).
+    """
+    words = read_word_list(word_list) if word_list else None
+    model = estimate(read_sentences(inputs), order, words)
     write_arpa(model, output)
     return model
 

@@ -16,6 +16,7 @@ from asr.lm import (
     discount,
     estimate,
     read_sentences,
+    read_word_list,
     tuning_table,
 )
 
@@ -97,6 +98,61 @@ def test_trigram_distributions_sum_to_one(tmp_path):
                 state = nxt
             total += 10 ** lm.BaseScore(state, word, kenlm.State())
         assert total == pytest.approx(1.0, abs=1e-4), history
+
+
+def test_word_list_words_share_the_base_by_frequency():
+    # vocabulary a b c </s> <unk> + listed "zebra" (and "a", "b", seen): the base below
+    # unigrams weighs each word by its frequency, words the list lacks as its rarest (b: 1)
+    model = estimate(TOY, order=2, word_list={"zebra": 3.0, "a": 10.0, "b": 1.0})
+    base = {"a": 10, "b": 1, "c": 1, "</s>": 1, "<unk>": 1, "zebra": 3}
+    gamma = 1 / 7 * 4 / 7  # D_1 * types / total, as in the hand-worked bigram test
+    assert model.probs[0][("zebra",)] == pytest.approx(gamma * 3 / 17)
+    assert model.probs[0][("<unk>",)] == pytest.approx(gamma * 1 / 17)
+    assert model.probs[0][("a",)] == pytest.approx((1 - 1 / 7) / 7 + gamma * base["a"] / 17)
+    assert sum(model.probs[0].values()) == pytest.approx(1.0)
+    assert model.prob("zebra", ["<s>"]) == pytest.approx(10 / 27 * gamma * 3 / 17)
+    # a list without frequencies is uniform: the seen words' model is unchanged but for the
+    # base now shared by one more word
+    flat = estimate(TOY, order=2, word_list={"zebra": 1.0})
+    assert flat.probs[0][("zebra",)] == pytest.approx(flat.probs[0][("<unk>",)])
+    assert flat.probs[0][("zebra",)] == pytest.approx(gamma / 6)
+    assert estimate(TOY, order=2, word_list={"a": 1.0}).probs == estimate(TOY, order=2).probs
+
+
+def test_word_list_through_kenlm_and_the_cli(tmp_path, capsys):
+    from asr.cli import lm_main
+
+    words = _write(tmp_path / "words.tsv", ["Zebra 5", "yak", "", "a 2", "two-words 9"])
+    assert read_word_list(words) == {"zebra": 5.0, "yak": 1.0, "a": 2.0}
+    arpa = tmp_path / "w.arpa"
+    lm_main(["build", str(arpa), str(_write(tmp_path / "c.txt", TOY)), "--order", "2",
+             "--word-list", str(words)])  # fmt: skip
+    assert "8 1-grams" in capsys.readouterr().out  # <s> a b c </s> <unk> yak zebra
+    lm = kenlm_model(arpa)
+    # a listed word is in the vocabulary, more probable than <unk> by its frequency
+    assert "zebra" in lm and "yak" in lm
+    state = kenlm.State()
+    lm.NullContextWrite(state)
+    zebra, yak, unk = (lm.BaseScore(state, w, kenlm.State()) for w in ("zebra", "yak", "gnu"))
+    assert zebra - yak == pytest.approx(math.log10(5), abs=1e-5)
+    assert yak == pytest.approx(unk, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (["a 1 2"], r"w\.tsv:1: expected 'word' or 'word frequency'"),
+        (["a", "b -1"], r"w\.tsv:2: frequency must be a positive number"),
+        (["a x"], r"w\.tsv:1: frequency must be a positive number"),
+        (["a nan"], r"w\.tsv:1: frequency must be a positive number"),
+        (["", "!!"], r"w\.tsv: no words in the word list"),
+    ],
+)
+def test_bad_word_lists_are_named(tmp_path, lines, message):
+    with pytest.raises(ValueError, match=message):
+        read_word_list(_write(tmp_path / "w.tsv", lines))
+    with pytest.raises(ValueError, match="nowhere.tsv: word list not found"):
+        read_word_list(tmp_path / "nowhere.tsv")
 
 
 def test_read_sentences_from_text_gz_and_manifest(tmp_path):
