@@ -48,11 +48,8 @@ def read_sentences(paths: Iterable[str | Path]) -> Iterator[str]:
     """
     for path in paths:
         path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"{path}: text file not found")
         manifest = path.suffix in (".json", ".jsonl")
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as handle:
+        with _open_text(path, "text file") as handle:
             for number, line in enumerate(handle, 1):
                 if manifest and line.strip():
                     try:
@@ -64,6 +61,13 @@ def read_sentences(paths: Iterable[str | Path]) -> Iterator[str]:
                 text = normalize_text(line)
                 if text:
                     yield text
+
+
+def _open_text(path: Path, kind: str):
+    """``path`` opened for reading as UTF-8 text (``.gz`` unpacked); ValueError if missing."""
+    if not path.is_file():
+        raise ValueError(f"{path}: {kind} not found")
+    return (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8")
 
 
 def count_ngrams(sentences: Iterable[str], order: int) -> list[Counter]:
@@ -189,11 +193,8 @@ def read_word_list(path: str | Path) -> dict[str, float]:
     listed twice keeps its larger frequency.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: word list not found")
     words: dict[str, float] = {}
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
+    with _open_text(path, "word list") as handle:
         for number, line in enumerate(handle, 1):
             fields = line.split()
             if not fields:
