@@ -30,6 +30,9 @@ chosen by ``decoding.method=beam``. Settings (:class:`asr.config.DecodingConfig`
   helped the real-voice recipe; 0 leaves the model's scores as they are, and a negative
   value favours the blank). Scores then include it: compare them only at one penalty.
   Greedy decoding ignores it.
+- ``prior_weight``: subtracts ``prior_weight * log prior`` from each phone's (letter's)
+  log-prob before the search, the priors being the model's mean posteriors that the
+  checkpoint carries (:mod:`asr.priors`, ``asr-lm priors``); 0 (the default) leaves them.
 - ``nbest``: hypotheses per utterance; the best is returned, the others, best first, in its
   ``alternatives``. Scores are the decoding scores above, finished with the LM's ``</s>``.
 
@@ -55,6 +58,7 @@ import heapq
 import math
 import multiprocessing
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +69,7 @@ import torch
 from asr.config import DecodingConfig
 from asr.decoding import Decoder, Hypothesis, ctc_align
 from asr.phones import PhoneTokenizer
+from asr.priors import prior_offsets
 from asr.text import Tokenizer, normalize_text
 
 MAX_HOTWORD_WEIGHT = 10.0
@@ -500,18 +505,47 @@ class BeamDecoder(Decoder):
     :meth:`close` (or use ``with``) to stop them early, else they end with the program.
     """
 
-    def __init__(self, cfg: DecodingConfig, tokenizer: Tokenizer, workers: int = 1):
+    def __init__(
+        self,
+        cfg: DecodingConfig,
+        tokenizer: Tokenizer,
+        workers: int = 1,
+        log_priors: Sequence[float] | None = None,
+    ):
+        """``log_priors`` [V]: the model's label priors (:mod:`asr.priors`), which
+        ``cfg.prior_weight`` > 0 needs."""
         super().__init__(tokenizer)
         self.cfg = cfg
+        self.log_priors = None if log_priors is None else list(log_priors)
+        if self.log_priors is not None and len(self.log_priors) != len(tokenizer):
+            raise ValueError(
+                f"label priors for {len(self.log_priors)} units, the tokenizer has {len(tokenizer)}"
+            )
+        self._offsets = self._prior_offsets(cfg.prior_weight)
         self.search = PrefixSearch(cfg, tokenizer)
         self.workers = max(1, workers)
         self._pool: ProcessPoolExecutor | None = None
+
+    def _prior_offsets(self, weight: float) -> np.ndarray | None:
+        if weight == 0:
+            return None
+        if self.log_priors is None:
+            raise ValueError(
+                "decoding.prior_weight needs label priors in the checkpoint: add them with "
+                "`asr-lm priors -m CHECKPOINT --manifest DEV.jsonl`"
+            )
+        keep = (self.tokenizer.blank_id, self.tokenizer.space_id)
+        return prior_offsets(self.log_priors, weight, keep)
 
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[Hypothesis]:
         """log_probs [B, T, V], lengths [B] -> the best hypothesis of each utterance."""
         lp = log_probs.detach().float().cpu().numpy()
         utterances = [lp[b, :n] for b, n in enumerate(lengths.tolist())]
-        results = self._run(utterances)
+        searched = utterances
+        if self._offsets is not None:
+            searched = [u + self._offsets for u in utterances]
+        results = self._run(searched)
+        # alignments (token times) follow the model's own posteriors
         return [self._hypotheses(u, r) for u, r in zip(utterances, results, strict=True)]
 
     def _run(self, utterances: list[np.ndarray]) -> list[list[tuple[float, list[int], str]]]:
@@ -545,14 +579,26 @@ class BeamDecoder(Decoder):
         return best
 
     def set_weights(
-        self, lm_weight: float, word_bonus: float, blank_penalty: float | None = None
+        self,
+        lm_weight: float,
+        word_bonus: float,
+        blank_penalty: float | None = None,
+        prior_weight: float | None = None,
     ) -> None:
-        """New LM weight, word bonus (and blank penalty), keeping the loaded LM (for tuning)."""
+        """New LM weight, word bonus (blank penalty, prior weight), keeping the loaded LM
+        (for tuning)."""
         if blank_penalty is None:
             blank_penalty = self.cfg.blank_penalty
+        if prior_weight is None:
+            prior_weight = self.cfg.prior_weight
         check_blank_penalty(blank_penalty)
+        self._offsets = self._prior_offsets(prior_weight)
         self.cfg = dataclasses.replace(
-            self.cfg, lm_weight=lm_weight, word_bonus=word_bonus, blank_penalty=blank_penalty
+            self.cfg,
+            lm_weight=lm_weight,
+            word_bonus=word_bonus,
+            blank_penalty=blank_penalty,
+            prior_weight=prior_weight,
         )
         self.search.cfg = self.cfg
         self.close()  # forked workers hold the old settings

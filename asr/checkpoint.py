@@ -9,6 +9,7 @@ needed to transcribe with it alone (whisper-style)::
      "features": FeatureSpec dict, "feature_stats": {"mean": [M], "std": [M]},
      "tokenizer": {"type": "char", "symbols": [...]},
      "step": int, "epoch": int, "metrics": {...}, "config": {...},
+     "label_log_priors": [V] (optional, from ``asr-lm priors``),
      # training state, only in resumable checkpoints:
      "optimizer": ..., "scheduler": ..., "sampler": ..., "rng": ..., "history": ...}
 """
@@ -19,6 +20,7 @@ import io
 import os
 import pickle
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ import torch
 from asr.features import FeatureSpec, LogMel
 from asr.io_utils import atomic_write
 from asr.model import CTCModel, ModelDims
+from asr.priors import PRIORS_KEY
 from asr.text import Tokenizer, tokenizer_from_dict
 
 FORMAT = "asr-checkpoint"
@@ -110,6 +113,12 @@ class LoadedModel:
     tokenizer: Tokenizer
     state: dict[str, Any]
 
+    @property
+    def log_priors(self) -> list[float] | None:
+        """The label priors ``asr-lm priors`` stored ([V] natural logs), if any."""
+        priors = self.state.get(PRIORS_KEY)
+        return None if priors is None else [float(x) for x in priors]
+
 
 def build_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild features, model and tokenizer from a checkpoint, in eval mode on ``device``."""
@@ -131,6 +140,16 @@ def build_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") 
             f"but the model outputs {dims.vocab_size}"
         )
     return LoadedModel(features.to(device).eval(), model.to(device).eval(), tokenizer, state)
+
+
+def store_log_priors(path: str | Path, log_priors: Sequence[float]) -> None:
+    """Write label priors ([V] natural logs) into the checkpoint at ``path``, atomically."""
+    state = load_checkpoint(path)
+    vocab = state["model_dims"].get("vocab_size")
+    if len(log_priors) != vocab:
+        raise CheckpointError(f"{path}: {len(log_priors)} label priors for {vocab} outputs")
+    state[PRIORS_KEY] = [float(x) for x in log_priors]
+    save_checkpoint(path, state)
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:

@@ -12,8 +12,8 @@
   ``-f txt|json|srt|vtt|tsv`` (``all`` with -o); greedy decoding, or ``--decoding beam``
   with ``--lm``, ``--lexicon`` and ``--hotwords``
 - ``asr-lm``           ``build OUTPUT INPUT...``: a Kneser-Ney word n-gram (ARPA) from text
-  files or manifests; ``tune``: grid search of lm_weight x word_bonus (x blank penalty)
-  on a dev manifest
+  files or manifests; ``tune``: grid search of lm_weight x word_bonus (x blank penalty x
+  prior weight) on a dev manifest; ``priors``: the model's label priors into its checkpoint
 - ``asr-prepare``      manifests from LibriSpeech (``--download`` fetches parts), a folder
   of audio with ``.txt`` transcripts, or a TSV
 - ``asr-demo-corpus``  generates the synthetic espeak-ng demo corpus (cached);
@@ -204,6 +204,12 @@ def transcribe_main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--blank-penalty", type=float, default=0.0, help="nats off the blank in each frame"
     )
+    parser.add_argument(
+        "--prior-weight",
+        type=float,
+        default=0.0,
+        help="label priors divided out to this power (the checkpoint's, from asr-lm priors)",
+    )
     parser.add_argument("--lexicon", default="", help='word list, or "lm" (the LM\'s words)')
     parser.add_argument("--hotwords", default="", help="comma-separated words to favour")
     parser.add_argument("--hotword-weight", type=float, default=2.0, help="0..10 (nats)")
@@ -233,6 +239,7 @@ def transcribe_main(argv: list[str] | None = None) -> None:
         lm_weight=args.lm_weight,
         word_bonus=args.word_bonus,
         blank_penalty=args.blank_penalty,
+        prior_weight=args.prior_weight,
         lexicon=args.lexicon,
         hotwords=[w for w in args.hotwords.split(",") if w.strip()],
         hotword_weight=args.hotword_weight,
@@ -317,7 +324,7 @@ def average_main(argv: list[str] | None = None) -> None:
 
 
 def lm_main(argv: list[str] | None = None) -> None:
-    """asr-lm build|tune: word n-gram LMs for beam search."""
+    """asr-lm build|tune|priors: word n-gram LMs for beam search, and what tunes it."""
     parser = argparse.ArgumentParser(prog="asr-lm", description="Word n-gram LMs for beam search.")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="estimate a Kneser-Ney n-gram, write ARPA")
@@ -349,11 +356,25 @@ def lm_main(argv: list[str] | None = None) -> None:
     tune.add_argument(
         "--blank-penalties", default="0", help="comma separated (--blank-penalties=0,1,2)"
     )
+    tune.add_argument(
+        "--prior-weights",
+        default="0",
+        help="comma separated; above 0 needs the checkpoint's label priors (asr-lm priors)",
+    )
     tune.add_argument("--beam-size", type=int, default=16)
     tune.add_argument("--lexicon", default="", help='"" (lexicon-free), a word list, or "lm"')
     tune.add_argument("--workers", type=int, default=1, help="decoding processes")
     tune.add_argument("--device", default="cpu")
     tune.add_argument("--json", default="", help="also write the rows and the best to this file")
+    priors = commands.add_parser(
+        "priors",
+        help="estimate the model's label priors on some audio and store them in the checkpoint",
+    )
+    priors.add_argument("-m", "--model", required=True, help="checkpoint (.pt), updated in place")
+    priors.add_argument(
+        "--manifest", required=True, nargs="+", help="manifest(s) whose audio to run the model on"
+    )
+    priors.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     from asr import lm
 
@@ -362,6 +383,10 @@ def lm_main(argv: list[str] | None = None) -> None:
             model = lm.build_arpa(args.inputs, args.output, args.order, args.word_list or None)
             sizes = ", ".join(f"{size} {n}-grams" for n, size in enumerate(model.sizes(), 1))
             print(f"{args.output}: {sizes}")
+            return
+        if args.command == "priors":
+            log_priors = lm.add_label_priors(args.model, args.manifest, args.device)
+            print(f"{args.model}: label priors of {len(log_priors)} units stored")
             return
         rows = lm.tune_lm(
             args.model,
@@ -374,6 +399,7 @@ def lm_main(argv: list[str] | None = None) -> None:
             args.workers,
             args.device,
             _numbers("--blank-penalties", args.blank_penalties),
+            _numbers("--prior-weights", args.prior_weights),
         )
     except _user_errors() as exc:
         _fail("asr-lm", exc)

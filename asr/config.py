@@ -59,6 +59,7 @@ class ModelConfig:
     num_layers: int = 4
     proj_size: int = 0
     dropout: float = 0.1
+    recurrent_dropout: float = 0.0  # of each LSTM's hidden-to-hidden weights (DropConnect)
 
 
 @dataclass
@@ -83,6 +84,7 @@ class DecodingConfig:
     hotwords: list[str] = field(default_factory=list)
     hotword_weight: float = 2.0
     blank_penalty: float = 0.0  # beam search: subtracted from the blank's log-prob per frame
+    prior_weight: float = 0.0  # beam search: label priors divided out to this power (asr.priors)
     nbest: int = 1
 
 

@@ -51,14 +51,20 @@ from asr.text import Tokenizer, normalize_text
 log = logging.getLogger("asr.evaluate")
 
 
-def make_decoder(cfg: DecodingConfig, tokenizer: Tokenizer, workers: int = 1) -> Decoder:
-    """The decoder the config asks for; ``workers``: beam search processes."""
+def make_decoder(
+    cfg: DecodingConfig,
+    tokenizer: Tokenizer,
+    workers: int = 1,
+    log_priors: Sequence[float] | None = None,
+) -> Decoder:
+    """The decoder the config asks for; ``workers``: beam search processes; ``log_priors``:
+    the checkpoint's label priors, for ``cfg.prior_weight``."""
     if cfg.method == "greedy":
         return GreedyDecoder(tokenizer)
     if cfg.method == "beam":
         from asr.beam import BeamDecoder  # optional engine: imported only when asked for
 
-        return BeamDecoder(cfg, tokenizer, workers)
+        return BeamDecoder(cfg, tokenizer, workers, log_priors)
     raise ValueError(f"decoding.method must be greedy|beam, got {cfg.method!r}")
 
 
@@ -228,7 +234,7 @@ def evaluate(cfg: EvaluateConfig, output_dir: str | Path) -> dict[str, dict]:
         "jiwer_version": _jiwer_version(),
     }
     reports = []
-    with make_decoder(cfg.decoding, loaded.tokenizer, workers) as decoder:
+    with make_decoder(cfg.decoding, loaded.tokenizer, workers, loaded.log_priors) as decoder:
         for manifest in cfg.manifests:
             report = _evaluate_manifest(cfg, manifest, loaded, decoder, device, settings, out)
             reports.append(report)

@@ -2,8 +2,10 @@
 
 :func:`build_arpa` estimates an interpolated Kneser-Ney n-gram from text files and/or
 manifests (``asr-lm build``) and writes it in the ARPA format that ``kenlm`` reads.
-:func:`tune_lm` grid-searches ``lm_weight`` x ``word_bonus`` (x ``blank_penalty``) on a dev
-manifest (``asr-lm tune``): the model's log-probs are computed once and decoded many times.
+:func:`tune_lm` grid-searches ``lm_weight`` x ``word_bonus`` (x ``blank_penalty`` x
+``prior_weight``) on a dev manifest (``asr-lm tune``): the model's log-probs are computed
+once and decoded many times. :func:`add_label_priors` stores the model's label priors in its
+checkpoint (``asr-lm priors``), which ``prior_weight`` needs.
 
 The estimator (Chen & Goodman's interpolated Kneser-Ney with one discount per order):
 
@@ -268,40 +270,77 @@ def tune_lm(
     workers: int = 1,
     device: str = "cpu",
     blank_penalties: Sequence[float] = (0.0,),
+    prior_weights: Sequence[float] = (0.0,),
 ) -> list[dict]:
-    """WER/CER of beam search for every (lm_weight, word_bonus, blank_penalty), plus greedy.
+    """WER/CER of beam search for every (lm_weight, word_bonus, blank_penalty,
+    prior_weight), plus greedy.
 
     The model runs once over the manifest (several are pooled, so one setting serves
     them all); each grid point only re-runs the search. Returns rows
-    ``{"lm_weight", "word_bonus", "blank_penalty", "wer", "cer"}``, greedy first (the
-    three settings None).
+    ``{"lm_weight", "word_bonus", "blank_penalty", "prior_weight", "wer", "cer"}``, greedy
+    first (the four settings None).
     """
     from asr.beam import BeamDecoder, check_blank_penalty
     from asr.config import DecodingConfig
     from asr.decoding import greedy_decode
     from asr.manifest import read_manifests
+    from asr.priors import prior_offsets
     from asr.transcribe import Transcriber
 
     for penalty in blank_penalties:  # before the model runs over the dev set
         check_blank_penalty(penalty)
+    for weight in prior_weights:
+        prior_offsets([0.0], weight)  # raises on a bad weight
     utterances = read_manifests([manifest] if isinstance(manifest, (str, Path)) else manifest)
     transcriber = Transcriber.from_checkpoint(checkpoint, device)
     tokenizer = transcriber.loaded.tokenizer
+    log_priors = transcriber.loaded.log_priors
+    if any(prior_weights) and log_priors is None:
+        raise ValueError(
+            f"{checkpoint}: no label priors for --prior-weights: add them with asr-lm priors"
+        )
     log_probs = transcriber.file_emissions(
         [u.audio_filepath for u in utterances], [u.byte_range for u in utterances]
     )
     references = [u.text for u in utterances]
     greedy = _decode_all(lambda lp, n: greedy_decode(lp, n, tokenizer), log_probs)
-    greedy_row = {"lm_weight": None, "word_bonus": None, "blank_penalty": None}
+    greedy_row = dict.fromkeys(("lm_weight", "word_bonus", "blank_penalty", "prior_weight"))
     rows = [{**greedy_row, **_error_rates(references, greedy)}]
     cfg = DecodingConfig(method="beam", beam_size=beam_size, lm_path=str(lm_path), lexicon=lexicon)
-    grid = itertools.product(lm_weights, word_bonuses, blank_penalties)
-    with BeamDecoder(cfg, tokenizer, workers) as decoder:
-        for lm_weight, word_bonus, blank_penalty in grid:
-            decoder.set_weights(lm_weight, word_bonus, blank_penalty)
-            row = {"lm_weight": lm_weight, "word_bonus": word_bonus, "blank_penalty": blank_penalty}
+    grid = itertools.product(lm_weights, word_bonuses, blank_penalties, prior_weights)
+    with BeamDecoder(cfg, tokenizer, workers, log_priors) as decoder:
+        for lm_weight, word_bonus, blank_penalty, prior_weight in grid:
+            decoder.set_weights(lm_weight, word_bonus, blank_penalty, prior_weight)
+            row = {
+                "lm_weight": lm_weight,
+                "word_bonus": word_bonus,
+                "blank_penalty": blank_penalty,
+                "prior_weight": prior_weight,
+            }
             rows.append({**row, **_error_rates(references, _decode_all(decoder, log_probs))})
     return rows
+
+
+def add_label_priors(
+    checkpoint: str | Path,
+    manifest: str | Path | Sequence[str | Path],
+    device: str = "cpu",
+) -> list[float]:
+    """Estimate the model's label priors on the manifests' audio (no transcripts needed;
+    :mod:`asr.priors`) and store them in ``checkpoint``, atomically. Returns them [V]."""
+    from asr.checkpoint import store_log_priors
+    from asr.manifest import read_manifests
+    from asr.priors import estimate_log_priors
+    from asr.transcribe import Transcriber
+
+    utterances = read_manifests([manifest] if isinstance(manifest, (str, Path)) else manifest)
+    with Transcriber.from_checkpoint(checkpoint, device) as transcriber:
+        log_probs = transcriber.file_emissions(
+            [u.audio_filepath for u in utterances], [u.byte_range for u in utterances]
+        )
+    priors = [float(x) for x in estimate_log_priors(log_probs)]
+    store_log_priors(checkpoint, priors)
+    return priors
 
 
 def _decode_all(decoder, log_probs: list, batch_size: int = 64) -> list[str]:
@@ -338,13 +377,17 @@ def best_row(rows: Sequence[dict]) -> dict | None:
 def tuning_table(rows: Sequence[dict]) -> str:
     """The rows of :func:`tune_lm` as an aligned text table; the best beam row is starred."""
     best = best_row(rows)
-    lines = [f"{'lm_weight':>9}  {'word_bonus':>10}  {'blank_pen':>9}  {'WER':>7}  {'CER':>7}"]
+    head = f"{'lm_weight':>9}  {'word_bonus':>10}  {'blank_pen':>9}  {'prior_wt':>8}"
+    lines = [f"{head}  {'WER':>7}  {'CER':>7}"]
     for row in rows:
         if row["lm_weight"] is None:
-            left = f"{'greedy':>9}  {'':>10}  {'':>9}"
+            left = f"{'greedy':>9}  {'':>10}  {'':>9}  {'':>8}"
         else:
-            penalty = row.get("blank_penalty") or 0.0  # rows from before the penalty: 0
+            # rows from before the blank penalty and the priors: 0
+            penalty = row.get("blank_penalty") or 0.0
+            prior = row.get("prior_weight") or 0.0
             left = f"{row['lm_weight']:>9.3g}  {row['word_bonus']:>10.3g}  {penalty:>9.3g}"
+            left += f"  {prior:>8.3g}"
         mark = "  *" if row is best else ""
         lines.append(f"{left}  {row['wer']:>7.4f}  {row['cer']:>7.4f}{mark}")
     return "\n".join(lines) + "\n"

@@ -34,6 +34,8 @@ class ModelDims:
     num_layers: int = 4
     proj_size: int = 0  # 0: no LSTM projection
     dropout: float = 0.1
+    # DropConnect on each LSTM's hidden-to-hidden weights in training: one mask a batch
+    recurrent_dropout: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,12 +100,29 @@ def _mask(lengths: torch.Tensor, time: int, dtype: torch.dtype) -> torch.Tensor:
 
 
 class BiLSTMLayer(nn.Module):
-    """One bidirectional layer as two unidirectional LSTMs; exact under padding."""
+    """One bidirectional layer as two unidirectional LSTMs; exact under padding.
 
-    def __init__(self, input_size: int, hidden_size: int, proj_size: int):
+    ``recurrent_dropout`` drops entries of each LSTM's hidden-to-hidden matrix in training
+    (DropConnect, as in AWD-LSTM), one mask for the whole batch and every time step: it
+    reaches the recurrence, which dropout between layers does not, and keeps the fused LSTM
+    kernels, which a per-step mask on the hidden state would not.
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int, proj_size: int, recurrent_dropout: float = 0.0
+    ):
         super().__init__()
+        if not 0.0 <= recurrent_dropout < 1.0:
+            raise ValueError(f"recurrent_dropout must be in [0, 1), got {recurrent_dropout}")
+        self.recurrent_dropout = recurrent_dropout
         self.forward_lstm = nn.LSTM(input_size, hidden_size, batch_first=True, proj_size=proj_size)
         self.backward_lstm = nn.LSTM(input_size, hidden_size, batch_first=True, proj_size=proj_size)
+
+    def _run(self, lstm: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and self.recurrent_dropout > 0):
+            return lstm(x)[0]
+        dropped = F.dropout(lstm.weight_hh_l0, self.recurrent_dropout, training=True)
+        return torch.func.functional_call(lstm, {"weight_hh_l0": dropped}, (x,))[0]
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """x [B, T, D] -> [B, T, 2 * out] where out = proj_size or hidden_size."""
@@ -112,8 +131,8 @@ class BiLSTMLayer(nn.Module):
             # that rebinds parameters afterwards breaks it. A no-op when already flat.
             self.forward_lstm.flatten_parameters()
             self.backward_lstm.flatten_parameters()
-        ahead, _ = self.forward_lstm(x)
-        back, _ = self.backward_lstm(reverse_within_lengths(x, lengths))
+        ahead = self._run(self.forward_lstm, x)
+        back = self._run(self.backward_lstm, reverse_within_lengths(x, lengths))
         return torch.cat([ahead, reverse_within_lengths(back, lengths)], dim=2)
 
 
@@ -128,7 +147,12 @@ class CTCModel(nn.Module):
         )
         out = dims.proj_size or dims.hidden_size
         self.layers = nn.ModuleList(
-            BiLSTMLayer(dims.conv_channels if i == 0 else 2 * out, dims.hidden_size, dims.proj_size)
+            BiLSTMLayer(
+                dims.conv_channels if i == 0 else 2 * out,
+                dims.hidden_size,
+                dims.proj_size,
+                dims.recurrent_dropout,
+            )
             for i in range(dims.num_layers)
         )
         self.dropout = nn.Dropout(dims.dropout)

@@ -189,6 +189,11 @@ class Trainer:
             raise TrainingError(
                 f"train.intermediate_weight must be in [0, 1), got {tcfg.intermediate_weight}"
             )
+        for name in ("dropout", "recurrent_dropout"):
+            if not 0.0 <= getattr(cfg.model, name) < 1.0:
+                raise TrainingError(
+                    f"model.{name} must be in [0, 1), got {getattr(cfg.model, name)}"
+                )
         if cfg.data.units not in UNITS:
             raise TrainingError(f"data.units must be {'|'.join(UNITS)}, got {cfg.data.units!r}")
         if placement == "device" and cfg.data.feature_cache:

@@ -91,7 +91,9 @@ class Transcriber:
             loaded = build_from_checkpoint(path, dev)
         else:
             loaded = build_from_export(path, dev)
-        decoder = make_decoder(decoding or DecodingConfig(), loaded.tokenizer, workers)
+        decoder = make_decoder(
+            decoding or DecodingConfig(), loaded.tokenizer, workers, loaded.log_priors
+        )
         return cls(loaded, decoder, dev, chunk=chunk)
 
     def close(self) -> None:

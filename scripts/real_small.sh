@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The real-voice recipe (issue 5) end to end on CPU: espeak-ng voices reading lm_text
 # (cached), training on Kathleen + FSDD + that synthetic speech, a word 3-gram LM from
-# lm_text and the training transcripts, LM weight, word bonus and blank penalty tuned on
-# both dev sets together (beam of 64), then greedy and beam+LM reports (beam of 256). The
+# lm_text and the training transcripts, the model's label priors stored in best.pt, LM weight,
+# word bonus and blank penalty tuned on both dev sets together (beam of 64, the priors
+# divided out at PRIOR_WEIGHTS), then greedy and beam+LM reports (beam of 256). The
 # model outputs phones (data.units=phone); greedy decoding reads them back with the
 # training transcripts' words, beam search with the LM's words. Beam search keeps to the
 # LM's words (`--lexicon lm`): better on Kathleen dev than lexicon-free (0.530 against 0.562
@@ -32,7 +33,14 @@ echo "== 3/5 word 3-gram LM: lm_text + training transcripts"
 [ -s "$RUN/lm3.arpa" ] || asr-lm build "$RUN/lm3.arpa" "$DATA/lm_text/lm_text.txt.gz" \
     "$DATA/kathleen/train.jsonl" "$DATA/fsdd/train.jsonl" --order 3
 
-echo "== 4/5 LM weight x word bonus x blank penalty on both dev sets"
+echo "== 4/5 label priors, then LM weight x word bonus x blank penalty on both dev sets"
+# The model's mean posteriors over the dev audio (no transcripts) go into best.pt, and the
+# search divides them out at a weight of 0.3: on three full-recipe models (beam 256, four
+# settings each) Kathleen dev WER fell at all twelve settings, by 0.008 on average
+# (docs/experiments.md)
+# shellcheck disable=SC2086
+asr-lm priors -m "$RUN/best.pt" --manifest $DEV
+PRIOR_WEIGHTS=${PRIOR_WEIGHTS:-0.3}
 # 24 searches. On the 58-epoch model at beam 256, lm_weight / bonus / blank penalty
 # 1.0 / -2 / 2 against the tuned 0.7 / -1 / 0: Kathleen dev WER 0.355 -> 0.340, FSDD 7 -> 6
 # errors (the penalty alone, 0.7 / -1 / 1: 0.348). lm_weight 0.3 and bonus 2, in the grid
@@ -47,6 +55,6 @@ WORD_BONUSES=${WORD_BONUSES:--2,-1,0,1}
 # shellcheck disable=SC2086
 asr-lm tune -m "$RUN/best.pt" --manifest $DEV --lm "$RUN/lm3.arpa" --workers 2 --lexicon lm \
     --beam-size "$TUNE_BEAM" --lm-weights "$LM_WEIGHTS" --word-bonuses="$WORD_BONUSES" \
-    --blank-penalties 0,1,2 --json "$RUN/lm_tuning.json"
+    --blank-penalties 0,1,2 --prior-weights "$PRIOR_WEIGHTS" --json "$RUN/lm_tuning.json"
 echo "== 5/5 reports: greedy, then beam + LM at the tuned weights"
 reports "$RUN" "[$DATA/kathleen/dev.jsonl,$DATA/fsdd/dev.jsonl]" "$RUN" "$BEAM"

@@ -210,7 +210,7 @@ def test_tune_lm_grid(tmp_path, capsys):
     import soundfile as sf
     import torch
 
-    from asr.checkpoint import save_checkpoint
+    from asr.checkpoint import build_from_checkpoint, save_checkpoint
     from asr.cli import lm_main
     from asr.features import FeatureSpec
     from asr.lm import tune_lm
@@ -280,8 +280,20 @@ def test_tune_lm_grid(tmp_path, capsys):
     assert out[1].split()[0] == "greedy" and len(out) == 4
     best = written["best"]
     starred = [line.split() for line in out[2:] if line.endswith("*")]
-    assert [float(x) for x in starred[0][:3]] == [0.5, 0.0, best["blank_penalty"]]
-    assert f"{best['wer']:.4f}" == starred[0][3]
+    assert [float(x) for x in starred[0][:4]] == [0.5, 0.0, best["blank_penalty"], 0.0]
+    assert f"{best['wer']:.4f}" == starred[0][4]
+
+    # label priors: tuning them needs them stored first, then they join the grid
+    with pytest.raises(ValueError, match="no label priors"):
+        tune_lm(checkpoint, manifest, arpa, [1.0], [0.0], 4, prior_weights=[0.0, 0.5])
+    lm_main(["priors", "-m", str(checkpoint), "--manifest", str(manifest)])
+    assert capsys.readouterr().out == f"{checkpoint}: label priors of 5 units stored\n"
+    stored = build_from_checkpoint(checkpoint).log_priors
+    assert sum(math.exp(x) for x in stored) == pytest.approx(1.0, abs=1e-5)  # mean posteriors
+    with_priors = tune_lm(checkpoint, manifest, arpa, [1.0], [0.0], 4, prior_weights=[0.0, 0.5])
+    assert [r["prior_weight"] for r in with_priors] == [None, 0.0, 0.5]
+    with pytest.raises(ValueError, match="prior_weight"):
+        tune_lm(tmp_path / "absent.pt", manifest, arpa, [1.0], [0.0], prior_weights=[-1.0])
 
 
 def _write(path, lines):

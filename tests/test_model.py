@@ -23,7 +23,7 @@ VOCAB = 6
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning")
 
 
-def tiny(subsampling=2, proj_size=0, dropout=0.0, kernel=5, seed=0):
+def tiny(subsampling=2, proj_size=0, dropout=0.0, kernel=5, seed=0, recurrent_dropout=0.0):
     torch.manual_seed(seed)
     dims = ModelDims(
         n_mels=N_MELS,
@@ -35,6 +35,7 @@ def tiny(subsampling=2, proj_size=0, dropout=0.0, kernel=5, seed=0):
         num_layers=2,
         proj_size=proj_size,
         dropout=dropout,
+        recurrent_dropout=recurrent_dropout,
     )
     return CTCModel(dims)
 
@@ -123,6 +124,50 @@ def test_padding_does_not_change_results(proj_size, train_mode, subsampling):
             m = int(alone_len[0])
             diff = float((batch_lp[b, :m] - alone_lp[0]).abs().max())
             assert diff <= 1e-5, f"utterance {b}: padded vs alone differ by {diff:.3g}"
+
+
+@pytest.mark.parametrize("proj_size", [0, 4])
+def test_recurrent_dropout_keeps_padding_invariance(proj_size):
+    # one mask a batch, drawn from the weights' shape alone: with the same random stream an
+    # utterance gets the same mask padded in a batch as alone, so the same output
+    model = tiny(2, proj_size=proj_size, recurrent_dropout=0.4).train()
+    feats, lengths = padded_batch([17, 9])
+    with torch.no_grad():
+        torch.manual_seed(3)
+        batch_lp, _ = model(feats, lengths)
+        torch.manual_seed(3)
+        alone_lp, alone_len = model(feats[1:, :9], lengths[1:])
+        torch.manual_seed(4)
+        other_lp, _ = model(feats[1:, :9], lengths[1:])
+    m = int(alone_len[0])
+    torch.testing.assert_close(batch_lp[1, :m], alone_lp[0], atol=1e-5, rtol=0)
+    assert not torch.allclose(other_lp, alone_lp, atol=1e-3)  # another mask, another output
+
+
+def test_recurrent_dropout_acts_in_training_only():
+    plain = tiny(2)
+    dropped = tiny(2, recurrent_dropout=0.5)  # same seed: same weights
+    feats, lengths = padded_batch([14, 8])
+    with torch.no_grad():
+        want, _ = plain.eval()(feats, lengths)
+        got, _ = dropped.eval()(feats, lengths)
+        torch.testing.assert_close(got, want, atol=0, rtol=0)
+        noisy, _ = dropped.train()(feats, lengths)
+        assert not torch.allclose(noisy, want, atol=1e-3)
+    # the dropped matrix is a function of the parameter: gradients still reach it
+    log_probs, _ = dropped.train()(feats, lengths)
+    log_probs.sum().backward()
+    for layer in dropped.layers:
+        for lstm in (layer.forward_lstm, layer.backward_lstm):
+            grad = lstm.weight_hh_l0.grad
+            assert grad is not None and float(grad.abs().sum()) > 0
+    assert [type(p) for p in dropped.parameters()] == [type(p) for p in plain.parameters()]
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_recurrent_dropout_out_of_range(value):
+    with pytest.raises(ValueError, match=r"^recurrent_dropout must be in \[0, 1\)"):
+        tiny(2, recurrent_dropout=value)
 
 
 def test_padding_content_is_irrelevant():

@@ -240,9 +240,15 @@ def test_intermediate_ctc_mixes_the_two_losses(tiny_corpus: Path, tmp_path: Path
         ("train.intermediate_layer", 2, r"^train\.intermediate_layer must be 0 \(off\)"),
         ("train.intermediate_layer", -1, r"^train\.intermediate_layer must be 0 \(off\)"),
         ("train.intermediate_weight", 1.0, r"^train\.intermediate_weight must be in \[0, 1\)"),
+        (
+            "model.recurrent_dropout",
+            1.0,
+            r"^model\.recurrent_dropout must be in \[0, 1\), got 1\.0",
+        ),
+        ("model.dropout", -0.5, r"^model\.dropout must be in \[0, 1\), got -0\.5"),
     ],
 )
-def test_bad_intermediate_ctc_values(
+def test_bad_model_and_intermediate_ctc_values(
     tiny_corpus: Path, tmp_path: Path, field: str, value: float, message: str
 ) -> None:
     overrides = tiny_overrides(tiny_corpus, **{"model.num_layers": 2, field: value})
