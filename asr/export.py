@@ -30,6 +30,7 @@ from asr.checkpoint import CheckpointError, LoadedModel, build_from_checkpoint
 from asr.features import FeatureSpec, LogMel
 from asr.io_utils import atomic_write
 from asr.model import ModelDims
+from asr.priors import PRIORS_KEY
 from asr.text import tokenizer_from_dict
 
 EXPORT_VERSION = 1
@@ -55,6 +56,8 @@ def _metadata(loaded: LoadedModel) -> str:
     stats = state.get("feature_stats")
     if stats is not None:
         meta["feature_stats"] = {k: torch.as_tensor(v).tolist() for k, v in stats.items()}
+    if loaded.log_priors is not None:  # what beam search's prior_weight needs
+        meta[PRIORS_KEY] = loaded.log_priors
     return json.dumps(meta)
 
 

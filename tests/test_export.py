@@ -147,3 +147,16 @@ def test_asr_export_and_transcribe_commands(checkpoint: Path, tmp_path: Path):
         for model in (checkpoint, out)
     ]
     assert texts[0] == texts[1]
+
+
+def test_label_priors_travel_into_the_export(tmp_path: Path):
+    from asr.checkpoint import store_log_priors
+
+    path = make_checkpoint(tmp_path / "model.pt")
+    vocab = len(build_from_checkpoint(path).tokenizer)
+    priors = [-1.0 - 0.1 * i for i in range(vocab)]
+    store_log_priors(path, priors)
+    export_model(path, tmp_path / "model.ts")
+    assert build_from_export(tmp_path / "model.ts").log_priors == pytest.approx(priors)
+    export_model(make_checkpoint(tmp_path / "plain.pt"), tmp_path / "plain.ts")
+    assert build_from_export(tmp_path / "plain.ts").log_priors is None
