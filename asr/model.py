@@ -105,7 +105,8 @@ class BiLSTMLayer(nn.Module):
     ``recurrent_dropout`` drops entries of each LSTM's hidden-to-hidden matrix in training
     (DropConnect, as in AWD-LSTM), one mask for the whole batch and every time step: it
     reaches the recurrence, which dropout between layers does not, and keeps the fused LSTM
-    kernels, which a per-step mask on the hidden state would not.
+    kernels, which a per-step mask on the hidden state would not (cuDNN copies the weights
+    into one buffer on each such call: a small cost, but not none).
     """
 
     def __init__(

@@ -8,8 +8,8 @@
 # reads them back with the training transcripts' words, beam search with the LM's words.
 # Beam search keeps to the LM's words (`--lexicon lm`): better on Kathleen dev than
 # lexicon-free (0.530 against 0.562 WER with an earlier, letter-based full model), the same
-# on FSDD. Arguments go to asr-train. Run through `make real` or `make real-fast` (ARGS=...), which put .venv/bin on
-# PATH. EXP=real_small_fast for the fast variant.
+# on FSDD. Arguments go to asr-train. Run through `make real` or `make real-fast`
+# (ARGS=...), which put .venv/bin on PATH. EXP=real_small_fast for the fast variant.
 set -euo pipefail
 # shellcheck source=scripts/reports.sh
 source "$(dirname "$0")/reports.sh"
