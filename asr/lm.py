@@ -283,15 +283,13 @@ def tune_lm(
     from asr.beam import BeamDecoder, check_blank_penalty
     from asr.config import DecodingConfig
     from asr.decoding import greedy_decode
-    from asr.manifest import read_manifests
-    from asr.priors import prior_offsets
+    from asr.priors import check_prior_weight
     from asr.transcribe import Transcriber
 
     for penalty in blank_penalties:  # before the model runs over the dev set
         check_blank_penalty(penalty)
     for weight in prior_weights:
-        prior_offsets([0.0], weight)  # raises on a bad weight
-    utterances = read_manifests([manifest] if isinstance(manifest, (str, Path)) else manifest)
+        check_prior_weight(weight)
     transcriber = Transcriber.from_checkpoint(checkpoint, device)
     tokenizer = transcriber.loaded.tokenizer
     log_priors = transcriber.loaded.log_priors
@@ -299,9 +297,7 @@ def tune_lm(
         raise ValueError(
             f"{checkpoint}: no label priors for --prior-weights: add them with asr-lm priors"
         )
-    log_probs = transcriber.file_emissions(
-        [u.audio_filepath for u in utterances], [u.byte_range for u in utterances]
-    )
+    utterances, log_probs = _manifest_emissions(transcriber, manifest)
     references = [u.text for u in utterances]
     greedy = _decode_all(lambda lp, n: greedy_decode(lp, n, tokenizer), log_probs)
     greedy_row = dict.fromkeys(("lm_weight", "word_bonus", "blank_penalty", "prior_weight"))
@@ -329,18 +325,25 @@ def add_label_priors(
     """Estimate the model's label priors on the manifests' audio (no transcripts needed;
     :mod:`asr.priors`) and store them in ``checkpoint``, atomically. Returns them [V]."""
     from asr.checkpoint import store_log_priors
-    from asr.manifest import read_manifests
     from asr.priors import estimate_log_priors
     from asr.transcribe import Transcriber
 
-    utterances = read_manifests([manifest] if isinstance(manifest, (str, Path)) else manifest)
     with Transcriber.from_checkpoint(checkpoint, device) as transcriber:
-        log_probs = transcriber.file_emissions(
-            [u.audio_filepath for u in utterances], [u.byte_range for u in utterances]
-        )
+        _, log_probs = _manifest_emissions(transcriber, manifest)
     priors = [float(x) for x in estimate_log_priors(log_probs)]
     store_log_priors(checkpoint, priors)
     return priors
+
+
+def _manifest_emissions(transcriber, manifest: str | Path | Sequence[str | Path]) -> tuple:
+    """(utterances, their log-probs [T_i, V]) for one manifest or several, pooled."""
+    from asr.manifest import read_manifests
+
+    utterances = read_manifests([manifest] if isinstance(manifest, (str, Path)) else manifest)
+    log_probs = transcriber.file_emissions(
+        [u.audio_filepath for u in utterances], [u.byte_range for u in utterances]
+    )
+    return utterances, log_probs
 
 
 def _decode_all(decoder, log_probs: list, batch_size: int = 64) -> list[str]:

@@ -38,6 +38,12 @@ def estimate_log_priors(log_probs: Sequence[np.ndarray]) -> np.ndarray:
     return np.log(np.maximum(total / frames, _FLOOR))
 
 
+def check_prior_weight(weight: float) -> None:
+    """Raise ValueError unless ``weight`` is a finite number >= 0."""
+    if not np.isfinite(weight) or weight < 0:
+        raise ValueError(f"decoding.prior_weight must be a finite number >= 0, got {weight!r}")
+
+
 def prior_offsets(
     log_priors: Sequence[float], weight: float, keep: Sequence[int] = ()
 ) -> np.ndarray:
@@ -47,8 +53,7 @@ def prior_offsets(
     median log prior, so the correction moves units against each other and leaves the
     balance with the blank, which ``blank_penalty`` sets, about where it was.
     """
-    if not np.isfinite(weight) or weight < 0:
-        raise ValueError(f"decoding.prior_weight must be a finite number >= 0, got {weight!r}")
+    check_prior_weight(weight)
     priors = np.asarray(log_priors, np.float64)
     offsets = np.zeros(priors.shape, np.float32)
     units = np.ones(priors.shape, bool)
