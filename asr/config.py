@@ -119,6 +119,9 @@ class TrainConfig:
     # 1 - it for the top layer's; the logged loss stays the top layer's
     intermediate_layer: int = 0
     intermediate_weight: float = 0.3
+    # confidence penalty (Pereyra et al. 2017): the objective loses this times the summed
+    # entropy (nats) of the top layer's frames, which discourages over-sure posteriors; 0: off
+    confidence_penalty: float = 0.0
 
 
 @dataclass

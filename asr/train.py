@@ -92,6 +92,19 @@ def lr_lambda(warmup: int, total: int, schedule: str, min_ratio: float):
     return factor
 
 
+def frame_entropy(log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Summed entropy in nats of the output distributions of the frames inside ``lengths``.
+
+    log_probs [B, T, V] (log-softmax), lengths [B] -> a scalar; padded frames count for
+    nothing, so the sum is the same however a batch is padded.
+    """
+    log_probs = log_probs.float()  # bf16's 8-bit mantissa would blur p * log p
+    entropy = -(log_probs.exp() * log_probs).sum(-1)  # [B, T]
+    frames = torch.arange(log_probs.shape[1], device=log_probs.device)
+    valid = frames[None, :] < lengths.to(log_probs.device)[:, None]
+    return (entropy * valid).sum()
+
+
 class MetricsLog:
     """Per-step metrics appended to metrics.csv (and TensorBoard when asked)."""
 
@@ -188,6 +201,10 @@ class Trainer:
         if not (0.0 <= tcfg.intermediate_weight < 1.0):
             raise TrainingError(
                 f"train.intermediate_weight must be in [0, 1), got {tcfg.intermediate_weight}"
+            )
+        if not (0.0 <= tcfg.confidence_penalty <= 1.0):
+            raise TrainingError(
+                f"train.confidence_penalty must be in [0, 1], got {tcfg.confidence_penalty}"
             )
         for name in ("dropout", "recurrent_dropout"):
             if not 0.0 <= getattr(cfg.model, name) < 1.0:
@@ -540,8 +557,8 @@ class Trainer:
     def _ctc_sum(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed CTC loss of one batch: (the objective, the top layer's loss alone).
 
-        They differ only with an intermediate CTC loss. An empty batch gives zeros that
-        still reach every weight.
+        They differ only with an intermediate CTC loss or a confidence penalty. An empty
+        batch gives zeros that still reach every weight.
         """
         if not len(batch):  # every file failed: take part in the gradient sync all the same
             # (DDP only exchanges gradients after a forward through the wrapped model)
@@ -582,10 +599,14 @@ class Trainer:
             )
 
         top = ctc(log_probs)
-        if not intermediate:
-            return top, top.detach()
-        weight = self.cfg.train.intermediate_weight
-        return (1.0 - weight) * top + weight * ctc(intermediate[0]), top.detach()
+        objective = top
+        if intermediate:
+            weight = self.cfg.train.intermediate_weight
+            objective = (1.0 - weight) * top + weight * ctc(intermediate[0])
+        if self.cfg.train.confidence_penalty:
+            penalty = self.cfg.train.confidence_penalty
+            objective = objective - penalty * frame_entropy(log_probs, out_lengths)
+        return objective, top.detach()
 
     def train_step(self, batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimiser step over ``batches`` (accumulated; under DDP, this rank's share).
