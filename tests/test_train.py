@@ -209,56 +209,16 @@ def test_bad_values_give_clear_errors(tiny_corpus: Path, tmp_path: Path) -> None
         Trainer(compose_train(overrides), tmp_path)
 
 
-def test_intermediate_ctc_mixes_the_two_losses(tiny_corpus: Path, tmp_path: Path) -> None:
-    overrides = {
-        "model.num_layers": 2,
-        "train.intermediate_layer": 1,
-        "train.intermediate_weight": 0.25,
-        "augment.spec.freq_masks": 0,
-        "augment.spec.time_masks": 0,
-    }
-    trainer = Trainer(compose_train(tiny_overrides(tiny_corpus, **overrides)), tmp_path)
-    trainer.sampler.set_epoch(0)
-    batch = next(iter(trainer.loader))
-    objective, logged = trainer._ctc_sum(batch)
-    top, out_lengths, inter = trainer.model.forward_with_intermediate(
-        batch.inputs, batch.input_lengths, 1
-    )
-    args = (batch.targets, out_lengths, batch.target_lengths)
-    kw = {"blank": trainer.tokenizer.blank_id, "reduction": "sum", "zero_infinity": True}
-    want_top = torch.nn.functional.ctc_loss(top.transpose(0, 1), *args, **kw)
-    want_inter = torch.nn.functional.ctc_loss(inter.transpose(0, 1), *args, **kw)
-    # the logged loss stays the top layer's, comparable with runs without the option
-    torch.testing.assert_close(logged, want_top.detach())
-    torch.testing.assert_close(objective, 0.75 * want_top + 0.25 * want_inter)
-    assert not torch.isclose(want_top, want_inter)
-    assert objective.requires_grad and not logged.requires_grad
-
-
-def test_frame_entropy_sums_the_valid_frames_only() -> None:
-    vocab = 5
-    uniform = torch.full((2, 4, vocab), -math.log(vocab))
-    lengths = torch.tensor([4, 2])
-    torch.testing.assert_close(frame_entropy(uniform, lengths), torch.tensor(6 * math.log(vocab)))
-    # whatever the padding holds: the second utterance's frames 2-3 count for nothing
-    noisy = uniform.clone()
-    noisy[1, 2:] = torch.log_softmax(torch.randn(2, vocab) * 5, dim=-1)
-    torch.testing.assert_close(frame_entropy(noisy, lengths), frame_entropy(uniform, lengths))
-    # a one-hot frame has no entropy
-    sure = torch.log_softmax(torch.tensor([[[30.0, 0, 0, 0, 0]]]), dim=-1)
-    assert float(frame_entropy(sure, torch.tensor([1]))) < 1e-6
-
-
-def test_confidence_penalty_lowers_the_objective_by_the_entropy(
-    tiny_corpus: Path, tmp_path: Path
+@pytest.mark.parametrize("penalty", [0.0, 0.2])
+def test_intermediate_ctc_mixes_the_two_losses(
+    tiny_corpus: Path, tmp_path: Path, penalty: float
 ) -> None:
-    # with intermediate CTC, as the real-voice recipe would run it: the penalty takes the
-    # top layer's entropy off the mixed CTC objective
+    # with a confidence penalty, the top layer's frame entropy comes off the mixed objective
     overrides = {
         "model.num_layers": 2,
         "train.intermediate_layer": 1,
         "train.intermediate_weight": 0.25,
-        "train.confidence_penalty": 0.2,
+        "train.confidence_penalty": penalty,
         "augment.spec.freq_masks": 0,
         "augment.spec.time_masks": 0,
     }
@@ -275,8 +235,25 @@ def test_confidence_penalty_lowers_the_objective_by_the_entropy(
     want_inter = torch.nn.functional.ctc_loss(inter.transpose(0, 1), *args, **kw)
     entropy = frame_entropy(top, out_lengths).detach()
     assert float(entropy) > 1.0
-    torch.testing.assert_close(logged, want_top.detach())  # the logged loss: CTC alone
-    torch.testing.assert_close(objective, 0.75 * want_top + 0.25 * want_inter - 0.2 * entropy)
+    # the logged loss stays the top layer's CTC, comparable with runs without the options
+    torch.testing.assert_close(logged, want_top.detach())
+    torch.testing.assert_close(objective, 0.75 * want_top + 0.25 * want_inter - penalty * entropy)
+    assert not torch.isclose(want_top, want_inter)
+    assert objective.requires_grad and not logged.requires_grad
+
+
+def test_frame_entropy_sums_the_valid_frames_only() -> None:
+    vocab = 5
+    uniform = torch.full((2, 4, vocab), -math.log(vocab))
+    lengths = torch.tensor([4, 2])
+    torch.testing.assert_close(frame_entropy(uniform, lengths), torch.tensor(6 * math.log(vocab)))
+    # whatever the padding holds: the second utterance's frames 2-3 count for nothing
+    noisy = uniform.clone()
+    noisy[1, 2:] = torch.log_softmax(torch.randn(2, vocab) * 5, dim=-1)
+    torch.testing.assert_close(frame_entropy(noisy, lengths), frame_entropy(uniform, lengths))
+    # a one-hot frame has no entropy
+    sure = torch.log_softmax(torch.tensor([[[30.0, 0, 0, 0, 0]]]), dim=-1)
+    assert float(frame_entropy(sure, torch.tensor([1]))) < 1e-6
 
 
 @pytest.mark.parametrize(
