@@ -30,9 +30,10 @@ chosen by ``decoding.method=beam``. Settings (:class:`asr.config.DecodingConfig`
   helped the real-voice recipe; 0 leaves the model's scores as they are, and a negative
   value favours the blank). Scores then include it: compare them only at one penalty.
   Greedy decoding ignores it.
-- ``prior_weight``: subtracts ``prior_weight * log prior`` from each phone's (letter's)
-  log-prob before the search, the priors being the model's mean posteriors that the
-  checkpoint carries (:mod:`asr.priors`, ``asr-lm priors``); 0 (the default) leaves them.
+- ``prior_weight``: subtracts ``prior_weight * log prior`` (centred on the median unit's)
+  from each phone's (letter's) log-prob before the search, the blank and the word boundary
+  left alone, the priors being the model's mean posteriors that the checkpoint carries
+  (:mod:`asr.priors`, ``asr-lm priors``); 0 (the default) leaves the log-probs as they are.
 - ``nbest``: hypotheses per utterance; the best is returned, the others, best first, in its
   ``alternatives``. Scores are the decoding scores above, finished with the LM's ``</s>``.
 

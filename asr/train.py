@@ -42,7 +42,14 @@ from asr.data import (
 )
 from asr.evaluate import decode_utterances, score
 from asr.feature_cache import FeatureCache
-from asr.features import FeatureSpec, LogMel, RunningStats, frequency_warp, spec_augment
+from asr.features import (
+    FeatureSpec,
+    LogMel,
+    RunningStats,
+    frequency_warp,
+    lengths_mask,
+    spec_augment,
+)
 from asr.io_utils import atomic_write, remove_stale_temporaries
 from asr.manifest import (
     ManifestIndex,
@@ -100,8 +107,7 @@ def frame_entropy(log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.Tenso
     """
     log_probs = log_probs.float()  # bf16's 8-bit mantissa would blur p * log p
     entropy = -(log_probs.exp() * log_probs).sum(-1)  # [B, T]
-    frames = torch.arange(log_probs.shape[1], device=log_probs.device)
-    valid = frames[None, :] < lengths.to(log_probs.device)[:, None]
+    valid = lengths_mask(lengths.to(log_probs.device), log_probs.shape[1])
     return (entropy * valid).sum()
 
 
