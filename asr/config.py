@@ -55,6 +55,8 @@ class ModelConfig:
     conv_channels: int = 256
     conv_kernel: int = 5
     subsampling: int = 2
+    front_end: str = "conv1d"  # conv1d | conv2d (asr.model.ModelDims)
+    conv2d_channels: int = 32
     hidden_size: int = 320
     num_layers: int = 4
     proj_size: int = 0

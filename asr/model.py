@@ -30,6 +30,10 @@ class ModelDims:
     conv_channels: int = 256
     conv_kernel: int = 5
     subsampling: int = 2  # time reduction of the front end: 1, 2, 4 or 8
+    # "conv1d": convolutions over time, the mel bands as channels; "conv2d": over time and
+    # mel bands, strided in both, then projected to conv_channels (see Conv2dFrontEnd)
+    front_end: str = "conv1d"
+    conv2d_channels: int = 32  # feature maps of the conv2d front end
     hidden_size: int = 320  # per direction
     num_layers: int = 4
     proj_size: int = 0  # 0: no LSTM projection
@@ -95,6 +99,43 @@ class ConvFrontEnd(nn.Module):
         return x.transpose(1, 2), lengths
 
 
+class Conv2dFrontEnd(nn.Module):
+    """2-D convolutions over (time, mel band), then a linear projection per frame.
+
+    The same kernel slides along the mel axis, so a pattern shifted a few bands up or down
+    (another speaker's formants, a higher voice) excites the same filters, which
+    :class:`ConvFrontEnd`, holding each band in its own input channel, cannot offer. Each
+    stride-2 conv halves time and mel bands alike.
+
+    feats [B, T, n_mels] -> [B, T', out_dim], T' = T / subsampling (rounded up).
+    """
+
+    def __init__(self, n_mels: int, channels: int, kernel: int, subsampling: int, out_dim: int):
+        super().__init__()
+        strides = strides_for(subsampling)
+        self.kernel = kernel
+        self.strides = strides
+        self.convs = nn.ModuleList(
+            nn.Conv2d(1 if i == 0 else channels, channels, kernel, stride, padding=kernel // 2)
+            for i, stride in enumerate(strides)
+        )
+        bands = torch.tensor(n_mels)
+        for stride in strides:
+            bands = conv_out_length(bands, kernel, stride)
+        self.proj = nn.Linear(channels * int(bands), out_dim)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x[:, None]  # [B, 1, T, n_mels]: one input map
+        for conv, stride in zip(self.convs, self.strides, strict=True):
+            # zeros past each length, as a lone utterance's own padding would give
+            x = x * _mask(lengths, x.shape[2], x.dtype)[:, None, :, None]
+            x = F.gelu(conv(x))
+            lengths = conv_out_length(lengths, self.kernel, stride)
+        batch, channels, time, bands = x.shape
+        x = self.proj(x.transpose(1, 2).reshape(batch, time, channels * bands))
+        return x * _mask(lengths, time, x.dtype)[:, :, None], lengths
+
+
 def _mask(lengths: torch.Tensor, time: int, dtype: torch.dtype) -> torch.Tensor:
     return (torch.arange(time, device=lengths.device)[None, :] < lengths[:, None]).to(dtype)
 
@@ -143,9 +184,21 @@ class CTCModel(nn.Module):
     def __init__(self, dims: ModelDims):
         super().__init__()
         self.dims = dims
-        self.front_end = ConvFrontEnd(
-            dims.n_mels, dims.conv_channels, dims.conv_kernel, dims.subsampling
-        )
+        self.front_end: ConvFrontEnd | Conv2dFrontEnd
+        if dims.front_end == "conv1d":
+            self.front_end = ConvFrontEnd(
+                dims.n_mels, dims.conv_channels, dims.conv_kernel, dims.subsampling
+            )
+        elif dims.front_end == "conv2d":
+            self.front_end = Conv2dFrontEnd(
+                dims.n_mels,
+                dims.conv2d_channels,
+                dims.conv_kernel,
+                dims.subsampling,
+                dims.conv_channels,
+            )
+        else:
+            raise ValueError(f"front_end must be conv1d or conv2d, got {dims.front_end!r}")
         out = dims.proj_size or dims.hidden_size
         self.layers = nn.ModuleList(
             BiLSTMLayer(

@@ -217,6 +217,10 @@ class Trainer:
                 raise TrainingError(
                     f"model.{name} must be in [0, 1), got {getattr(cfg.model, name)}"
                 )
+        if cfg.model.front_end not in ("conv1d", "conv2d"):
+            raise TrainingError(
+                f"model.front_end must be conv1d|conv2d, got {cfg.model.front_end!r}"
+            )
         if cfg.data.units not in UNITS:
             raise TrainingError(f"data.units must be {'|'.join(UNITS)}, got {cfg.data.units!r}")
         if placement == "device" and cfg.data.feature_cache:

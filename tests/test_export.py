@@ -22,7 +22,7 @@ from asr.text import CharTokenizer
 TOLERANCE = 1e-4
 
 
-def make_checkpoint(path: Path, proj_size: int = 0) -> Path:
+def make_checkpoint(path: Path, proj_size: int = 0, front_end: str = "conv1d") -> Path:
     """A small model in the default layout (2x subsampling) with global feature
     statistics, weights scaled up so the outputs vary from frame to frame."""
     torch.manual_seed(1)
@@ -33,6 +33,8 @@ def make_checkpoint(path: Path, proj_size: int = 0) -> Path:
         hidden_size=24,
         num_layers=2,
         proj_size=proj_size,
+        front_end=front_end,
+        conv2d_channels=4,
     )
     model = CTCModel(dims)
     save_checkpoint(
@@ -63,6 +65,21 @@ def test_torchscript_exports_projected_lstms_onnx_says_it_cannot(tmp_path: Path)
     with torch.no_grad():
         diff = (loaded.model(feats, n)[0][1, :39] - original.model(feats, n)[0][1, :39]).abs()
     assert diff.max().item() <= TOLERANCE
+
+
+@pytest.mark.parametrize("suffix", ["ts", "onnx"])
+def test_conv2d_front_end_exports(tmp_path: Path, suffix: str):
+    checkpoint = make_checkpoint(tmp_path / "c2d.pt", front_end="conv2d")
+    loaded = build_from_export(export_model(checkpoint, tmp_path / f"c2d.{suffix}"))
+    original = build_from_checkpoint(checkpoint)
+    feats, n = torch.randn(3, 250, 80), torch.tensor([250, 101, 9])
+    with torch.no_grad():
+        ours, ours_n = loaded.model(feats, n)
+        theirs, theirs_n = original.model(feats, n)
+    assert torch.equal(ours_n, theirs_n)
+    for b, frames in enumerate(theirs_n.tolist()):
+        diff = (ours[b, :frames] - theirs[b, :frames]).abs().max().item()
+        assert diff <= TOLERANCE, f"utterance {b}: {diff:.3g}"
 
 
 @pytest.fixture(scope="module", params=["ts", "onnx"])

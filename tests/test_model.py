@@ -23,7 +23,15 @@ VOCAB = 6
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning")
 
 
-def tiny(subsampling=2, proj_size=0, dropout=0.0, kernel=5, seed=0, recurrent_dropout=0.0):
+def tiny(
+    subsampling=2,
+    proj_size=0,
+    dropout=0.0,
+    kernel=5,
+    seed=0,
+    recurrent_dropout=0.0,
+    front_end="conv1d",
+):
     torch.manual_seed(seed)
     dims = ModelDims(
         n_mels=N_MELS,
@@ -31,6 +39,8 @@ def tiny(subsampling=2, proj_size=0, dropout=0.0, kernel=5, seed=0, recurrent_dr
         conv_channels=12,
         conv_kernel=kernel,
         subsampling=subsampling,
+        front_end=front_end,
+        conv2d_channels=3,
         hidden_size=10,
         num_layers=2,
         proj_size=proj_size,
@@ -124,6 +134,43 @@ def test_padding_does_not_change_results(proj_size, train_mode, subsampling):
             m = int(alone_len[0])
             diff = float((batch_lp[b, :m] - alone_lp[0]).abs().max())
             assert diff <= 1e-5, f"utterance {b}: padded vs alone differ by {diff:.3g}"
+
+
+@pytest.mark.parametrize("train_mode", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("subsampling", [1, 2, 4, 8])
+def test_conv2d_front_end_padding_and_lengths(train_mode, kernel, subsampling):
+    model = tiny(subsampling, kernel=kernel, front_end="conv2d")
+    model.train(train_mode)
+    feats, lengths = padded_batch([21, 14, 5, 1])
+    with torch.no_grad():
+        batch_lp, batch_len = model(feats, lengths)
+        assert batch_len.tolist() == model.output_lengths(lengths).tolist()
+        for b, n in enumerate(lengths.tolist()):
+            alone_lp, alone_len = model(feats[b : b + 1, :n], torch.tensor([n]))
+            m = int(alone_len[0])
+            assert m == int(batch_len[b]) == alone_lp.shape[1]
+            diff = float((batch_lp[b, :m] - alone_lp[0]).abs().max())
+            assert diff <= 1e-5, f"utterance {b}: padded vs alone differ by {diff:.3g}"
+
+
+def test_conv2d_front_end_shares_filters_across_mel_bands():
+    # One conv, stride 1: a pattern moved up the mel axis gives the same feature maps,
+    # moved likewise (away from the edges), which a 1-D front end does not promise.
+    model = tiny(1, kernel=3, front_end="conv2d").eval()
+    conv = model.front_end.convs[0]
+    feats = torch.zeros(1, 9, 16)
+    feats[0, 3:6, 4:7] = torch.randn(3, 3)
+    moved = torch.roll(feats, 5, dims=2)
+    with torch.no_grad():
+        a, b = conv(feats[:, None]), conv(moved[:, None])
+    torch.testing.assert_close(torch.roll(a, 5, dims=3)[..., 1:-1], b[..., 1:-1])
+    assert model.front_end.proj.in_features == 3 * 8  # N_MELS bands, 3 maps
+
+
+def test_unknown_front_end():
+    with pytest.raises(ValueError, match=r"^front_end must be conv1d or conv2d, got 'conv3d'"):
+        tiny(front_end="conv3d")
 
 
 @pytest.mark.parametrize("proj_size", [0, 4])

@@ -269,10 +269,11 @@ def test_frame_entropy_sums_the_valid_frames_only() -> None:
             r"^model\.recurrent_dropout must be in \[0, 1\), got 1\.0",
         ),
         ("model.dropout", -0.5, r"^model\.dropout must be in \[0, 1\), got -0\.5"),
+        ("model.front_end", "conv3d", r"^model\.front_end must be conv1d\|conv2d, got 'conv3d'"),
     ],
 )
 def test_bad_model_and_intermediate_ctc_values(
-    tiny_corpus: Path, tmp_path: Path, field: str, value: float, message: str
+    tiny_corpus: Path, tmp_path: Path, field: str, value: float | str, message: str
 ) -> None:
     overrides = tiny_overrides(tiny_corpus, **{"model.num_layers": 2, field: value})
     with pytest.raises(TrainingError, match=message):
