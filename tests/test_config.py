@@ -47,6 +47,16 @@ def test_experiment_picks_its_model() -> None:
     assert cfg.data.train_manifests[0].endswith("fsdd/train.jsonl")
 
 
+@pytest.mark.parametrize(
+    ("name", "front_end", "kernel"),
+    [("real_small", "conv2d", 3), ("real_small_fast", "conv1d", 5), ("demo", "conv1d", 5)],
+)
+def test_real_voice_recipes_pick_their_front_end(name: str, front_end: str, kernel: int) -> None:
+    # real_small_fast inherits real_small but keeps the 1-D front end (docs/experiments.md)
+    cfg = OmegaConf.to_object(_compose("train", [f"experiment={name}"]))
+    assert (cfg.model.front_end, cfg.model.conv_kernel) == (front_end, kernel)
+
+
 @pytest.mark.parametrize("name", ["demo", "fsdd", "real_small", "real_small_fast"])
 def test_every_recipe_composes_and_pads_its_tightly_cut_clips(name: str) -> None:
     # the corpora here start their speech within milliseconds of the cut: a recipe that

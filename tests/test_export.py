@@ -72,14 +72,19 @@ def test_conv2d_front_end_exports(tmp_path: Path, suffix: str):
     checkpoint = make_checkpoint(tmp_path / "c2d.pt", front_end="conv2d")
     loaded = build_from_export(export_model(checkpoint, tmp_path / f"c2d.{suffix}"))
     original = build_from_checkpoint(checkpoint)
-    feats, n = torch.randn(3, 250, 80), torch.tensor([250, 101, 9])
+    assert_same_log_probs(original, loaded, torch.randn(3, 250, 80), [250, 101, 9])
+
+
+def assert_same_log_probs(original, loaded, feats: torch.Tensor, lengths: list[int]) -> None:
+    """The exported model's valid frames match the checkpoint's within TOLERANCE."""
+    n = torch.tensor(lengths)
     with torch.no_grad():
-        ours, ours_n = loaded.model(feats, n)
-        theirs, theirs_n = original.model(feats, n)
-    assert torch.equal(ours_n, theirs_n)
-    for b, frames in enumerate(theirs_n.tolist()):
-        diff = (ours[b, :frames] - theirs[b, :frames]).abs().max().item()
-        assert diff <= TOLERANCE, f"utterance {b}: {diff:.3g}"
+        want, want_n = original.model(feats, n)
+        got, got_n = loaded.model(feats, n)
+    assert torch.equal(got_n, want_n)
+    for b, frames in enumerate(want_n.tolist()):
+        diff = (got[b, :frames] - want[b, :frames]).abs().max().item()
+        assert diff <= TOLERANCE, (lengths, b, diff)
 
 
 @pytest.fixture(scope="module", params=["ts", "onnx"])
@@ -95,14 +100,7 @@ def test_exported_log_probs_match_the_checkpoint(checkpoint: Path, exported: Pat
     # batch sizes and lengths unlike the export's example (2 x 200 frames)
     for lengths in ([523], [90, 311, 17], [64, 64, 64, 64]):
         feats = torch.randn(len(lengths), max(lengths), 80, generator=generator)
-        n = torch.tensor(lengths)
-        with torch.no_grad():
-            want, want_n = original.model(feats, n)
-            got, got_n = loaded.model(feats, n)
-        assert torch.equal(got_n, want_n)
-        for b, frames in enumerate(want_n.tolist()):
-            diff = (got[b, :frames] - want[b, :frames]).abs().max().item()
-            assert diff <= TOLERANCE, (exported.suffix, lengths, diff)
+        assert_same_log_probs(original, loaded, feats, lengths)
 
 
 def test_transcription_from_the_exported_model(checkpoint: Path, exported: Path, tmp_path):

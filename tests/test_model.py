@@ -168,6 +168,22 @@ def test_conv2d_front_end_shares_filters_across_mel_bands():
     assert model.front_end.proj.in_features == 3 * 8  # N_MELS bands, 3 maps
 
 
+def test_conv2d_front_end_trains_under_bf16_with_intermediate_ctc():
+    model = tiny(4, kernel=3, front_end="conv2d", dropout=0.1).train()
+    view = IntermediateCTC(model, layer=1)
+    feats, lengths = padded_batch([21, 14, 5])
+    targets, target_lengths = torch.tensor([[1, 2], [3, 4], [5, 0]]), torch.tensor([2, 2, 1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        top, out_lengths, lower = view(feats, lengths)
+    assert top.dtype == lower.dtype == torch.float32  # log_softmax in float32
+    loss = sum(
+        F.ctc_loss(lp.transpose(0, 1), targets, out_lengths, target_lengths) for lp in (top, lower)
+    )
+    loss.backward()
+    grads = [p.grad for p in model.front_end.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+
+
 def test_unknown_front_end():
     with pytest.raises(ValueError, match=r"^front_end must be conv1d or conv2d, got 'conv3d'"):
         tiny(front_end="conv3d")
