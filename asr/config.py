@@ -56,7 +56,7 @@ class ModelConfig:
     conv_kernel: int = 5
     subsampling: int = 2
     front_end: str = "conv1d"  # conv1d | conv2d (asr.model.ModelDims)
-    conv2d_channels: int = 32
+    conv2d_channels: int = 32  # feature maps of the conv2d front end
     hidden_size: int = 320
     num_layers: int = 4
     proj_size: int = 0
