@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+FRONT_ENDS = ("conv1d", "conv2d")  # ModelDims.front_end: ConvFrontEnd, Conv2dFrontEnd
+
 
 @dataclass
 class ModelDims:
@@ -198,7 +200,7 @@ class CTCModel(nn.Module):
                 dims.conv_channels,
             )
         else:
-            raise ValueError(f"front_end must be conv1d or conv2d, got {dims.front_end!r}")
+            raise ValueError(f"front_end must be {' or '.join(FRONT_ENDS)}, got {dims.front_end!r}")
         out = dims.proj_size or dims.hidden_size
         self.layers = nn.ModuleList(
             BiLSTMLayer(

@@ -59,7 +59,7 @@ from asr.manifest import (
     read_manifests,
     subset,
 )
-from asr.model import CTCModel, IntermediateCTC, ModelDims, subsampled_lengths
+from asr.model import FRONT_ENDS, CTCModel, IntermediateCTC, ModelDims, subsampled_lengths
 from asr.runtime import (
     StopRequested,
     init_distributed,
@@ -217,9 +217,9 @@ class Trainer:
                 raise TrainingError(
                     f"model.{name} must be in [0, 1), got {getattr(cfg.model, name)}"
                 )
-        if cfg.model.front_end not in ("conv1d", "conv2d"):
+        if cfg.model.front_end not in FRONT_ENDS:
             raise TrainingError(
-                f"model.front_end must be conv1d|conv2d, got {cfg.model.front_end!r}"
+                f"model.front_end must be {'|'.join(FRONT_ENDS)}, got {cfg.model.front_end!r}"
             )
         if cfg.data.units not in UNITS:
             raise TrainingError(f"data.units must be {'|'.join(UNITS)}, got {cfg.data.units!r}")
