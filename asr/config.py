@@ -43,9 +43,12 @@ class DataConfig:
     # "utterance" features are normalised per clip; "global" statistics come from up to
     # this many training utterances
     stats_utterances: int = 2000
-    # output units: "char" (letters, space, apostrophe, digits) or "phone" (espeak-ng's
-    # en-us phones, asr.phones; decode with beam search over a lexicon)
+    # output units: "char" (letters, space, apostrophe, digits), "phone" (espeak-ng's
+    # en-us phones, asr.phones; decode with beam search over a lexicon) or "bpe" (word
+    # pieces learnt from the training transcripts by sentencepiece, asr.bpe)
     units: str = "char"
+    # about how many word pieces "bpe" learns (letters, space and blank included)
+    bpe_vocab_size: int = 256
 
 
 @dataclass

@@ -40,7 +40,8 @@ def normalize_text(text: str) -> str:
 
 class Tokenizer(Protocol):
     """What training and decoding need of a tokenizer (:class:`CharTokenizer`,
-    :class:`asr.phones.PhoneTokenizer`): id 0 is the CTC blank, ``space_id`` ends a word."""
+    :class:`asr.phones.PhoneTokenizer`, :class:`asr.bpe.BpeTokenizer`): id 0 is the CTC
+    blank, ``space_id`` ends a word."""
 
     symbols: list[str]
     blank_id: int
@@ -121,17 +122,22 @@ class CharTokenizer:
         return cls(state["symbols"])
 
 
-UNITS = ("char", "phone")
+UNITS = ("char", "phone", "bpe")
 
 
-def build_tokenizer(units: str, texts: Iterable[str]) -> Tokenizer:
-    """A tokenizer of ``units`` ("char" or "phone", :mod:`asr.phones`) for normalised texts."""
+def build_tokenizer(units: str, texts: Iterable[str], bpe_vocab_size: int = 256) -> Tokenizer:
+    """A tokenizer of ``units`` ("char", "phone" (:mod:`asr.phones`) or "bpe" word pieces,
+    about ``bpe_vocab_size`` of them (:mod:`asr.bpe`)) for normalised texts."""
     if units == "char":
         return CharTokenizer.from_texts(texts)
     if units == "phone":
         from asr.phones import PhoneTokenizer  # espeak-ng is only needed for phone models
 
         return PhoneTokenizer.from_texts(texts)
+    if units == "bpe":
+        from asr.bpe import BpeTokenizer  # sentencepiece is only needed for piece models
+
+        return BpeTokenizer.from_texts(texts, bpe_vocab_size)
     raise ValueError(f"units must be one of {', '.join(UNITS)}, got {units!r}")
 
 
@@ -141,4 +147,8 @@ def tokenizer_from_dict(state: dict) -> Tokenizer:
         from asr.phones import PhoneTokenizer
 
         return PhoneTokenizer.from_dict(state)
+    if isinstance(state, dict) and state.get("type") == "bpe":
+        from asr.bpe import BpeTokenizer
+
+        return BpeTokenizer.from_dict(state)
     return CharTokenizer.from_dict(state)

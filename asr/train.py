@@ -223,6 +223,10 @@ class Trainer:
             )
         if cfg.data.units not in UNITS:
             raise TrainingError(f"data.units must be {'|'.join(UNITS)}, got {cfg.data.units!r}")
+        if cfg.data.bpe_vocab_size < 2:
+            raise TrainingError(
+                f"data.bpe_vocab_size must be at least 2, got {cfg.data.bpe_vocab_size}"
+            )
         if placement == "device" and cfg.data.feature_cache:
             raise TrainingError(
                 "data.feature_cache needs features computed in the data-loader workers: "
@@ -316,7 +320,7 @@ class Trainer:
                 )
         else:
             self.tokenizer = build_tokenizer(
-                cfg.data.units, (normalize_text(u.text) for u in train)
+                cfg.data.units, (normalize_text(u.text) for u in train), cfg.data.bpe_vocab_size
             )
         self.spec = FeatureSpec(**asdict(cfg.features))
         self.features = LogMel(self.spec)

@@ -355,6 +355,24 @@ def test_phone_units_train_save_and_refuse_a_mismatched_resume(
         Trainer(compose_train(bad), tmp_path / "bad")
 
 
+def test_bpe_units_train_and_rebuild_from_the_checkpoint(tiny_corpus: Path, tmp_path: Path) -> None:
+    pytest.importorskip("sentencepiece", reason="word-piece units need sentencepiece (asr[bpe])")
+    from asr.bpe import BpeTokenizer
+
+    overrides = tiny_overrides(
+        tiny_corpus, **{"train.max_steps": 2, "data.units": "bpe", "data.bpe_vocab_size": 40}
+    )
+    train(compose_train(overrides), tmp_path / "run")
+    loaded = build_from_checkpoint(list_checkpoints(tmp_path / "run")[-1])
+    assert isinstance(loaded.tokenizer, BpeTokenizer)
+    assert loaded.model.dims.vocab_size == len(loaded.tokenizer) <= 41
+    text = normalize_text(read_manifest(tiny_corpus / "train.jsonl")[0].text)
+    assert loaded.tokenizer.decode(loaded.tokenizer.encode(text)) == text
+    bad = tiny_overrides(tiny_corpus, **{"data.units": "bpe", "data.bpe_vocab_size": 1})
+    with pytest.raises(TrainingError, match="data.bpe_vocab_size"):
+        Trainer(compose_train(bad), tmp_path / "bad")
+
+
 def test_phone_error_rate_script_scores_greedy_phones(tiny_corpus: Path, tmp_path: Path) -> None:
     import importlib.util
 
