@@ -47,7 +47,8 @@ class DataConfig:
     # en-us phones, asr.phones; decode with beam search over a lexicon) or "bpe" (word
     # pieces learnt from the training transcripts by sentencepiece, asr.bpe)
     units: str = "char"
-    # about how many word pieces "bpe" learns (letters, space and blank included)
+    # sentencepiece's vocabulary size for "bpe" (a ceiling: a small text may give fewer);
+    # the model has one output more: its unknown piece gives way to the space, plus the blank
     bpe_vocab_size: int = 256
 
 

@@ -106,7 +106,7 @@ def test_tokenizer_round_trip_and_unknown_spellings(tok):
     with pytest.raises(ValueError, match="phone inventory"):
         tokenizer_from_dict(state)
     with pytest.raises(ValueError, match="units must be"):
-        build_tokenizer("bpe", ["a"])
+        build_tokenizer("words", ["a"])
 
 
 def test_greedy_decoding_reads_words_back(tok):
