@@ -86,9 +86,7 @@ class BpeTokenizer(CharTokenizer):
         characters not seen in training raise."""
         unknown = self.unknown_characters(text)
         if unknown:
-            raise UnknownCharacterError(
-                f"character {sorted(unknown)[0]!r} is not in the vocabulary (text: {text[:60]!r})"
-            )
+            raise UnknownCharacterError.naming(sorted(unknown)[0], text)
         ids: list[int] = []
         for word in text.split():
             if ids:

@@ -58,6 +58,11 @@ class Tokenizer(Protocol):
 class UnknownCharacterError(ValueError):
     """Text holds a character the tokenizer was not built with."""
 
+    @classmethod
+    def naming(cls, char: str, text: str) -> UnknownCharacterError:
+        """The error for ``char`` in ``text``: one line naming both (the text cut at 60)."""
+        return cls(f"character {char!r} is not in the vocabulary (text: {text[:60]!r})")
+
 
 class CharTokenizer:
     """Characters <-> ids. Id 0 is the CTC blank; the space character separates words.
@@ -99,9 +104,7 @@ class CharTokenizer:
         try:
             return [self._ids[c] for c in text]
         except KeyError as exc:
-            raise UnknownCharacterError(
-                f"character {exc.args[0]!r} is not in the vocabulary (text: {text[:60]!r})"
-            ) from None
+            raise UnknownCharacterError.naming(exc.args[0], text) from None
 
     def unknown_characters(self, text: str) -> set[str]:
         """Characters of ``text`` outside the vocabulary."""

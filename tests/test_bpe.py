@@ -48,7 +48,7 @@ def tok() -> BpeTokenizer:
 def frames_for(tok: BpeTokenizer, ids: list[int]) -> torch.Tensor:
     """Log-probs [1, T, V]: each id at 0.9 followed by a blank frame."""
     rows = []
-    for i in [*ids]:
+    for i in ids:
         for peak in (i, tok.blank_id):
             row = torch.full((len(tok),), FLOOR)
             row[peak] = 0.9
